@@ -1,0 +1,214 @@
+//! Cache keys.
+//!
+//! A key is the BLAKE3 hash of its fields, each written with a length prefix,
+//! so `("ab", "c")` and `("a", "bc")` can never produce the same key. The
+//! primary key covers method, scheme, host, path and query; the variant key
+//! adds the request headers named by the stored response's `Vary`.
+
+use std::fmt;
+
+use http::{HeaderMap, HeaderName};
+
+/// Domain separation for the two kinds of key, so a primary key can never
+/// equal a variant key.
+const PRIMARY_CONTEXT: &str = "holdfast 2026-11 primary cache key";
+const VARIANT_CONTEXT: &str = "holdfast 2026-11 variant cache key";
+
+/// A 32-byte cache key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key([u8; 32]);
+
+impl Key {
+    /// The primary key of a request: method, scheme, host, path and query.
+    ///
+    /// The host is lowercased; callers pass the other fields as they are
+    /// meant to be compared (the path is case-sensitive).
+    pub fn primary(method: &str, scheme: &str, host: &str, path_and_query: &str) -> Key {
+        let mut hasher = blake3::Hasher::new_derive_key(PRIMARY_CONTEXT);
+        let host = host.to_ascii_lowercase();
+        for field in [method, scheme, host.as_str(), path_and_query] {
+            write_field(&mut hasher, Some(field.as_bytes()));
+        }
+        Key(*hasher.finalize().as_bytes())
+    }
+
+    /// The variant key: this primary key plus the values of the request
+    /// headers that `vary` names. A header that is absent hashes differently
+    /// from a header that is present and empty.
+    pub fn variant(&self, vary: &[HeaderName], request: &HeaderMap) -> Key {
+        let mut hasher = blake3::Hasher::new_derive_key(VARIANT_CONTEXT);
+        hasher.update(&self.0);
+        for name in vary {
+            write_field(&mut hasher, Some(name.as_str().as_bytes()));
+            let value = combined_value(request, name);
+            write_field(&mut hasher, value.as_deref());
+        }
+        Key(*hasher.finalize().as_bytes())
+    }
+
+    /// The raw bytes, for indexes that store keys.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A key from raw bytes read back from an index.
+    pub fn from_bytes(bytes: [u8; 32]) -> Key {
+        Key(bytes)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", hex(&self.0[..8]))
+    }
+}
+
+/// The BLAKE3 digest of a body: the name under which the bytes are stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    /// Hashes a whole body at once (tests and small bodies; fills hash as
+    /// the bytes stream in, with [`blake3::Hasher`]).
+    pub fn of(body: &[u8]) -> Digest {
+        Digest(*blake3::hash(body).as_bytes())
+    }
+
+    /// The lowercase hex form, used in logs and file names.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", hex(&self.0[..8]))
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Hashes a body as it streams in, so the digest is ready when the last
+/// byte arrives and no second pass over the bytes is needed.
+#[derive(Default)]
+pub struct DigestBuilder(blake3::Hasher);
+
+impl DigestBuilder {
+    pub fn new() -> DigestBuilder {
+        DigestBuilder(blake3::Hasher::new())
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(&self) -> Digest {
+        Digest(*self.0.finalize().as_bytes())
+    }
+}
+
+fn write_field(hasher: &mut blake3::Hasher, field: Option<&[u8]>) {
+    match field {
+        // u64::MAX can never be a real length: it marks an absent field.
+        None => hasher.update(&u64::MAX.to_le_bytes()),
+        Some(bytes) => {
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes)
+        }
+    };
+}
+
+/// All values of one header as a single comma-joined list, with the
+/// optional whitespace around list elements removed (RFC 9110 §5.3), so
+/// `a, b` and `a,b` select the same variant.
+fn combined_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
+    let mut values = headers.get_all(name).iter().peekable();
+    values.peek()?;
+    let mut out = Vec::new();
+    for value in values {
+        for element in value.as_bytes().split(|b| *b == b',') {
+            let element = element.trim_ascii();
+            if element.is_empty() {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(element);
+        }
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn fields_cannot_collide_by_shifting_bytes() {
+        let a = Key::primary("GET", "http", "example.com", "/ab");
+        let b = Key::primary("GET", "http", "example.co", "m/ab");
+        let c = Key::primary("GE", "Thttp", "example.com", "/ab");
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn host_is_case_insensitive_path_is_not() {
+        assert_eq!(
+            Key::primary("GET", "https", "Example.COM", "/a"),
+            Key::primary("GET", "https", "example.com", "/a")
+        );
+        assert_ne!(
+            Key::primary("GET", "https", "example.com", "/A"),
+            Key::primary("GET", "https", "example.com", "/a")
+        );
+    }
+
+    #[test]
+    fn query_and_scheme_and_method_are_part_of_the_key() {
+        let base = Key::primary("GET", "https", "h", "/a");
+        assert_ne!(base, Key::primary("GET", "https", "h", "/a?v=1"));
+        assert_ne!(base, Key::primary("GET", "http", "h", "/a"));
+        assert_ne!(base, Key::primary("HEAD", "https", "h", "/a"));
+    }
+
+    #[test]
+    fn variant_distinguishes_absent_from_empty_and_ignores_list_whitespace() {
+        let primary = Key::primary("GET", "https", "h", "/a");
+        let vary = [HeaderName::from_static("accept-language")];
+        let absent = HeaderMap::new();
+        let mut empty = HeaderMap::new();
+        empty.insert("accept-language", HeaderValue::from_static(""));
+        let mut spaced = HeaderMap::new();
+        spaced.insert("accept-language", HeaderValue::from_static("en, fr"));
+        let mut tight = HeaderMap::new();
+        tight.insert("accept-language", HeaderValue::from_static("en,fr"));
+        assert_ne!(primary.variant(&vary, &absent), primary.variant(&vary, &empty));
+        assert_eq!(primary.variant(&vary, &spaced), primary.variant(&vary, &tight));
+        assert_ne!(primary.variant(&vary, &absent), primary);
+        // Header names and values are length-prefixed too.
+        let two = [HeaderName::from_static("a"), HeaderName::from_static("b")];
+        let mut x = HeaderMap::new();
+        x.insert("a", HeaderValue::from_static("1b"));
+        let mut y = HeaderMap::new();
+        y.insert("a", HeaderValue::from_static("1"));
+        y.insert("b", HeaderValue::from_static(""));
+        assert_ne!(primary.variant(&two, &x), primary.variant(&two, &y));
+    }
+}

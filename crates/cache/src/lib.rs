@@ -1,0 +1,24 @@
+//! holdfast-cache: what may be stored, for how long, under which key, and where.
+//!
+//! This crate has no sockets and no clock. Every function that needs the time
+//! takes it as an argument, so the caching rules are tested with a fake clock
+//! and replayed exactly.
+//!
+//! - [`key`]: cache keys, length-prefixed and hashed so no two field
+//!   combinations collide, and the Vary-derived variant keys.
+//! - [`control`]: `Cache-Control` parsing.
+//! - [`policy`]: RFC 9111 storability, freshness lifetime and age.
+//! - [`store`]: metadata per key and bodies stored once per BLAKE3 digest,
+//!   in a byte-weighted memory tier.
+//! - [`encoding`]: `Accept-Encoding` normalisation, so client header
+//!   variations do not split the cache.
+
+pub mod control;
+pub mod encoding;
+pub mod key;
+pub mod policy;
+pub mod store;
+
+pub use key::{Digest, DigestBuilder, Key};
+pub use policy::{NoStoreReason, Storable};
+pub use store::{Hit, Lookup, Meta, Store, StoreConfig, StoreStats};

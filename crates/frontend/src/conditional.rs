@@ -1,0 +1,90 @@
+//! Conditional requests (RFC 9110 §13) evaluated by the cache itself, so a
+//! revalidating browser gets a 304 without the origin being asked.
+
+use http::HeaderMap;
+use http::header::{self, HeaderValue};
+
+/// True when the client's validators match the response's, so a GET or HEAD
+/// is answered 304 Not Modified.
+///
+/// If-None-Match uses the weak comparison; If-Modified-Since is looked at
+/// only when there is no If-None-Match (RFC 9110 §13.2.2).
+pub(crate) fn not_modified(request: &HeaderMap, response: &HeaderMap) -> bool {
+    if request.contains_key(header::IF_NONE_MATCH) {
+        let Some(etag) = response.get(header::ETAG) else { return false };
+        return request.get_all(header::IF_NONE_MATCH).iter().any(|value| list_matches_weak(value, etag));
+    }
+    let Some(since) = date(request.get(header::IF_MODIFIED_SINCE)) else { return false };
+    let Some(modified) = date(response.get(header::LAST_MODIFIED)) else { return false };
+    modified <= since
+}
+
+fn list_matches_weak(list: &HeaderValue, etag: &HeaderValue) -> bool {
+    let (Ok(list), Ok(etag)) = (list.to_str(), etag.to_str()) else { return false };
+    let opaque = strip_weak(etag.trim());
+    list.split(',').map(str::trim).any(|candidate| candidate == "*" || strip_weak(candidate) == opaque)
+}
+
+fn strip_weak(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+/// True when an `If-Range` validator still matches, so the Range applies
+/// (RFC 9110 §13.1.5): a strong ETag compared strongly, or a date equal to
+/// Last-Modified.
+pub(crate) fn if_range_matches(if_range: &HeaderValue, response: &HeaderMap) -> bool {
+    let Ok(value) = if_range.to_str() else { return false };
+    let value = value.trim();
+    if value.starts_with('"') || value.starts_with("W/") {
+        let Some(etag) = response.get(header::ETAG).and_then(|v| v.to_str().ok()) else { return false };
+        return !value.starts_with("W/") && !etag.starts_with("W/") && value == etag.trim();
+    }
+    match (httpdate::parse_http_date(value), date(response.get(header::LAST_MODIFIED))) {
+        (Ok(since), Some(modified)) => since == modified,
+        _ => false,
+    }
+}
+
+fn date(value: Option<&HeaderValue>) -> Option<std::time::SystemTime> {
+    httpdate::parse_http_date(value?.to_str().ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (header::HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+    }
+
+    #[test]
+    fn if_none_match_weak_comparison() {
+        let resp = h(&[("etag", "W/\"v1\"")]);
+        assert!(not_modified(&h(&[("if-none-match", "\"v1\"")]), &resp));
+        assert!(not_modified(&h(&[("if-none-match", "\"v0\", W/\"v1\"")]), &resp));
+        assert!(not_modified(&h(&[("if-none-match", "*")]), &resp));
+        assert!(!not_modified(&h(&[("if-none-match", "\"v2\"")]), &resp));
+        assert!(!not_modified(&h(&[("if-none-match", "\"v1\"")]), &h(&[])));
+    }
+
+    #[test]
+    fn if_modified_since_only_without_if_none_match() {
+        let resp = h(&[("etag", "\"v1\""), ("last-modified", "Tue, 01 Jan 2030 00:00:00 GMT")]);
+        assert!(not_modified(&h(&[("if-modified-since", "Tue, 01 Jan 2030 00:00:00 GMT")]), &resp));
+        assert!(not_modified(&h(&[("if-modified-since", "Wed, 02 Jan 2030 00:00:00 GMT")]), &resp));
+        assert!(!not_modified(&h(&[("if-modified-since", "Mon, 31 Dec 2029 00:00:00 GMT")]), &resp));
+        assert!(!not_modified(&h(&[("if-modified-since", "garbage")]), &resp));
+        let both = h(&[("if-none-match", "\"v2\""), ("if-modified-since", "Wed, 02 Jan 2030 00:00:00 GMT")]);
+        assert!(!not_modified(&both, &resp));
+    }
+
+    #[test]
+    fn if_range_is_strong() {
+        let resp = h(&[("etag", "\"v1\""), ("last-modified", "Tue, 01 Jan 2030 00:00:00 GMT")]);
+        assert!(if_range_matches(&HeaderValue::from_static("\"v1\""), &resp));
+        assert!(!if_range_matches(&HeaderValue::from_static("W/\"v1\""), &resp));
+        assert!(!if_range_matches(&HeaderValue::from_static("\"v2\""), &resp));
+        assert!(if_range_matches(&HeaderValue::from_static("Tue, 01 Jan 2030 00:00:00 GMT"), &resp));
+        assert!(!if_range_matches(&HeaderValue::from_static("Wed, 02 Jan 2030 00:00:00 GMT"), &resp));
+    }
+}

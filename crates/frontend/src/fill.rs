@@ -1,0 +1,458 @@
+//! Coalesced fills: where the cache meets the origin.
+//!
+//! A fill is one origin fetch for one cache key, run as a detached task so
+//! it goes on when the client that started it disconnects (a cancelled
+//! leader must not make followers fetch again, see notes/rust-stack.md §7).
+//! Every concurrent request for the key reads the same fill: each reader
+//! gets the response head, then the body chunks from the first one, as they
+//! arrive.
+//!
+//! While a body may still be stored, the fill keeps every chunk (it needs
+//! them to store the object, and late joiners start from byte 0). Once it
+//! knows the body will not be stored because it is larger than the maximum
+//! object size, it leaves the in-flight map, keeps only what its slowest
+//! reader has not read yet, and waits for readers instead of buffering ahead.
+//!
+//! A body that ends early (origin closed, fewer bytes than Content-Length,
+//! stalled past the idle timeout) is never stored, and every reader gets an
+//! error instead of the end of the body, so clients see an aborted response
+//! rather than a short 200.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use holdfast_cache::policy::{self, Exchange};
+use holdfast_cache::{DigestBuilder, Hit, Key, Meta, NoStoreReason, Storable, Store};
+use http::header::{self, HeaderMap};
+use http::{Method, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use tokio::sync::Notify;
+
+use crate::upstream::{BoxError, Fetch, Upstream, UpstreamBody, UpstreamError};
+
+/// How many chunks a fill that does not store its body may run ahead of its
+/// slowest reader (about 1 MiB with hyper's usual chunk sizes).
+const MAX_CHUNKS_AHEAD: usize = 64;
+
+/// What a fill learned from the origin, shared by all its readers.
+#[derive(Clone)]
+pub(crate) enum FillHead {
+    /// A response whose body streams through the fill.
+    Response(Arc<ResponseHead>),
+    /// The origin confirmed the stale stored response (304): serve it.
+    Revalidated(Hit),
+    /// The origin failed but a stale stored response exists: serve it.
+    Stale(Hit, Arc<UpstreamError>),
+    /// The origin failed and nothing is stored.
+    Failed(Arc<UpstreamError>),
+}
+
+pub(crate) struct ResponseHead {
+    pub status: StatusCode,
+    /// Relayed headers (hop-by-hop fields removed).
+    pub headers: HeaderMap,
+    pub origin: String,
+    /// Whether the body will be stored, or why not.
+    pub storable: Result<(), NoStoreReason>,
+    /// Whether readers other than the leader may be given this response.
+    /// Responses with Set-Cookie, `private` or `no-store` are for one client.
+    pub shareable: bool,
+}
+
+#[derive(Default)]
+struct State {
+    head: Option<FillHead>,
+    /// Chunks from index `base` on; earlier ones were dropped.
+    chunks: Vec<Bytes>,
+    base: usize,
+    /// `Some(Ok)` when the body ended completely, `Some(Err)` when it broke.
+    end: Option<Result<(), String>>,
+    /// False once the body is known not to be stored.
+    retain: bool,
+    /// Next chunk index of each reader.
+    readers: HashMap<u64, usize>,
+    next_reader: u64,
+    wakers: Vec<Waker>,
+}
+
+impl State {
+    fn wake_readers(&mut self) {
+        for waker in self.wakers.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+pub(crate) struct Fill {
+    state: Mutex<State>,
+    /// Wakes the fill task when a reader advances or leaves.
+    progress: Notify,
+}
+
+impl Fill {
+    fn new() -> Arc<Fill> {
+        Arc::new(Fill { state: Mutex::new(State { retain: true, ..State::default() }), progress: Notify::new() })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock would be a bug in this module;
+        // the state is still consistent enough to read, so recover it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a reader at byte 0. `None` if the fill already dropped
+    /// chunks (it will not store its body), so the caller must fetch itself.
+    pub(crate) fn join(self: &Arc<Fill>) -> Option<FillReader> {
+        let mut state = self.lock();
+        if state.base > 0 {
+            return None;
+        }
+        let id = state.next_reader;
+        state.next_reader += 1;
+        state.readers.insert(id, 0);
+        Some(FillReader { fill: Arc::clone(self), id, position: 0 })
+    }
+
+    fn publish_head(&self, head: FillHead) {
+        let mut state = self.lock();
+        state.head = Some(head);
+        state.wake_readers();
+    }
+
+    fn finish(&self, end: Result<(), String>) {
+        let mut state = self.lock();
+        state.end = Some(end);
+        state.wake_readers();
+    }
+}
+
+/// One request's view of a fill. Dropping it unregisters the reader.
+pub(crate) struct FillReader {
+    fill: Arc<Fill>,
+    id: u64,
+    position: usize,
+}
+
+impl FillReader {
+    /// Waits for the response head.
+    pub(crate) async fn head(&self) -> FillHead {
+        std::future::poll_fn(|cx| {
+            let mut state = self.fill.lock();
+            match &state.head {
+                Some(head) => Poll::Ready(head.clone()),
+                None => {
+                    state.wakers.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for FillReader {
+    fn drop(&mut self) {
+        let mut state = self.fill.lock();
+        state.readers.remove(&self.id);
+        drop(state);
+        self.fill.progress.notify_one();
+    }
+}
+
+/// The body error a reader sees when the origin body broke.
+#[derive(Debug, thiserror::Error)]
+#[error("origin body incomplete: {0}")]
+pub struct IncompleteBody(pub String);
+
+impl Body for FillReader {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let mut state = this.fill.lock();
+        if this.position < state.base {
+            return Poll::Ready(Some(Err(Box::new(IncompleteBody("reader fell behind".into())))));
+        }
+        if let Some(chunk) = state.chunks.get(this.position - state.base).cloned() {
+            this.position += 1;
+            let retain = state.retain;
+            state.readers.insert(this.id, this.position);
+            drop(state);
+            if !retain {
+                this.fill.progress.notify_one();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        match &state.end {
+            Some(Ok(())) => Poll::Ready(None),
+            Some(Err(reason)) => Poll::Ready(Some(Err(Box::new(IncompleteBody(reason.clone()))))),
+            None => {
+                state.wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// In-flight fills by coalescing key.
+#[derive(Default)]
+pub(crate) struct Inflight {
+    fills: Mutex<HashMap<Key, Arc<Fill>>>,
+}
+
+impl Inflight {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Arc<Fill>>> {
+        self.fills.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Joins the fill running for `key`, or starts one with `start`.
+    /// Returns the reader and whether this request leads the fill.
+    pub(crate) fn join_or_start(self: &Arc<Self>, key: Key, start: impl FnOnce() -> FillJob) -> (FillReader, bool) {
+        let mut fills = self.lock();
+        if let Some(reader) = fills.get(&key).and_then(|fill| fill.join()) {
+            return (reader, false);
+        }
+        let fill = Fill::new();
+        // A new fill has no dropped chunks, so joining cannot fail.
+        let reader = fill.join().expect("a new fill accepts readers");
+        fills.insert(key, Arc::clone(&fill));
+        drop(fills);
+        let job = start();
+        tokio::spawn(job.run(fill, Some((Arc::clone(self), key))));
+        (reader, true)
+    }
+
+    /// Starts a fill that nobody else joins (pass-through, or a follower
+    /// that may not share the leader's response).
+    pub(crate) fn start_alone(job: FillJob) -> FillReader {
+        let fill = Fill::new();
+        let reader = fill.join().expect("a new fill accepts readers");
+        tokio::spawn(job.run(fill, None));
+        reader
+    }
+
+    fn remove(&self, key: &Key, fill: &Arc<Fill>) {
+        let mut fills = self.lock();
+        if fills.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+            fills.remove(key);
+        }
+    }
+
+    /// Fills in flight and the requests reading them (for stats and tests).
+    pub(crate) fn load(&self) -> (usize, usize) {
+        let fills = self.lock();
+        let readers = fills.values().map(|fill| fill.lock().readers.len()).sum();
+        (fills.len(), readers)
+    }
+}
+
+/// Everything a fill task needs.
+pub(crate) struct FillJob {
+    pub upstream: Arc<dyn Upstream>,
+    pub store: Store,
+    pub primary: Key,
+    /// The leader's request headers, with Accept-Encoding normalised: they
+    /// select the variant the response is stored under.
+    pub request_headers: HeaderMap,
+    pub url: String,
+    pub fetch: Fetch,
+    /// The stale stored response being revalidated, if any.
+    pub stale: Option<Hit>,
+    /// False for pass-through requests: never stored.
+    pub cacheable: bool,
+    pub max_object_size: u64,
+}
+
+impl FillJob {
+    async fn run(self, fill: Arc<Fill>, registration: Option<(Arc<Inflight>, Key)>) {
+        let leave_map = || {
+            if let Some((inflight, key)) = &registration {
+                inflight.remove(key, &fill);
+            }
+        };
+        self.fetch_and_stream(&fill, &leave_map).await;
+        leave_map();
+    }
+
+    async fn fetch_and_stream(self, fill: &Arc<Fill>, leave_map: &(dyn Fn() + Sync)) {
+        let FillJob { upstream, store, primary, request_headers, url, fetch, stale, cacheable, max_object_size } = self;
+        let is_get = fetch.method == Method::GET;
+        let request_time = SystemTime::now();
+        let fetched = match upstream.fetch(fetch).await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                tracing::warn!(%url, reason = %error.reason, "origin fetch failed");
+                let error = Arc::new(error);
+                fill.publish_head(match stale {
+                    Some(hit) => FillHead::Stale(hit, error),
+                    None => FillHead::Failed(error),
+                });
+                return;
+            }
+        };
+        let exchange = Exchange { request_time, response_time: SystemTime::now() };
+        let (parts, body) = fetched.response.into_parts();
+        let mut headers = parts.headers;
+        policy::strip_hop_by_hop(&mut headers);
+
+        if let Some(hit) = stale {
+            if parts.status == StatusCode::NOT_MODIFIED {
+                let merged = hit.meta.merged_headers(&headers);
+                let hit = match policy::evaluate(hit.meta.status, &merged, exchange) {
+                    Ok(storable) => {
+                        let meta = hit.meta.freshened(&headers, storable, exchange);
+                        Hit { meta: store.update(&primary, &request_headers, meta), body: hit.body }
+                    }
+                    // The origin now forbids storing it: serve this once, forget it.
+                    Err(_) => {
+                        store.remove(&primary);
+                        let meta = Meta { headers: merged, ..Meta::clone(&hit.meta) };
+                        Hit { meta: Arc::new(meta), body: hit.body }
+                    }
+                };
+                fill.publish_head(FillHead::Revalidated(hit));
+                return;
+            }
+            if parts.status.is_server_error() {
+                // An origin error never replaces a stored object.
+                let reason = format!("origin {} answered {}", fetched.origin, parts.status);
+                tracing::warn!(%url, %reason, "serving stale");
+                fill.publish_head(FillHead::Stale(hit, Arc::new(UpstreamError { reason, timeout: false })));
+                return;
+            }
+        }
+
+        let content_length =
+            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let mut storable: Result<Storable, NoStoreReason> = if !cacheable || !is_get {
+            Err(NoStoreReason::Method)
+        } else {
+            policy::evaluate(parts.status, &headers, exchange)
+        };
+        if storable.is_ok() && content_length.is_some_and(|len| len > max_object_size) {
+            storable = Err(NoStoreReason::TooLarge);
+        }
+        let shareable = match &storable {
+            Ok(_) | Err(NoStoreReason::TooLarge | NoStoreReason::Status | NoStoreReason::NoFreshness) => {
+                !headers.contains_key(header::SET_COOKIE)
+            }
+            Err(_) => false,
+        } && cacheable;
+        let head = Arc::new(ResponseHead {
+            status: parts.status,
+            headers: headers.clone(),
+            origin: fetched.origin.clone(),
+            storable: storable.as_ref().map(|_| ()).map_err(|r| *r),
+            shareable,
+        });
+        if storable.is_err() {
+            fill.lock().retain = false;
+            leave_map();
+        }
+        fill.publish_head(FillHead::Response(head));
+
+        let mut body = body;
+        let mut hasher = DigestBuilder::new();
+        let mut received: u64 = 0;
+        let end = loop {
+            if !fill.lock().retain && !wait_for_readers(fill).await {
+                // Nobody reads and nothing will be stored: stop fetching.
+                return;
+            }
+            match body.frame().await {
+                None => break Ok(()),
+                Some(Err(error)) => break Err(error.to_string()),
+                Some(Ok(frame)) => {
+                    let Ok(chunk) = frame.into_data() else { continue };
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    received += chunk.len() as u64;
+                    if content_length.is_some_and(|len| received > len) {
+                        break Err(format!(
+                            "origin sent more than its Content-Length of {}",
+                            content_length.unwrap_or(0)
+                        ));
+                    }
+                    if storable.is_ok() {
+                        if received > max_object_size {
+                            storable = Err(NoStoreReason::TooLarge);
+                            fill.lock().retain = false;
+                            leave_map();
+                        } else {
+                            hasher.update(&chunk);
+                        }
+                    }
+                    let mut state = fill.lock();
+                    state.chunks.push(chunk);
+                    if !state.retain {
+                        drop_consumed_chunks(&mut state);
+                    }
+                    state.wake_readers();
+                }
+            }
+        };
+        let end = end.and_then(|()| match content_length {
+            Some(len) if received != len => Err(format!("origin sent {received} of {len} bytes")),
+            _ => Ok(()),
+        });
+        if let Err(reason) = &end {
+            tracing::warn!(%url, origin = %fetched.origin, %reason, "origin body incomplete; not stored");
+        } else if let Ok(storable) = storable {
+            let body = concat(&fill.lock().chunks, received);
+            let meta = Meta::new(url, parts.status, headers, storable, exchange, hasher.finish(), received);
+            store.insert(&primary, &request_headers, meta, body);
+        }
+        fill.finish(end);
+    }
+}
+
+/// Waits until the slowest reader is close enough to the newest chunk.
+/// Returns false when no reader is left.
+async fn wait_for_readers(fill: &Fill) -> bool {
+    loop {
+        {
+            let mut state = fill.lock();
+            if state.readers.is_empty() {
+                return false;
+            }
+            drop_consumed_chunks(&mut state);
+            if state.chunks.len() < MAX_CHUNKS_AHEAD {
+                return true;
+            }
+        }
+        fill.progress.notified().await;
+    }
+}
+
+/// Drops the chunks every reader has read (only once nothing is stored).
+fn drop_consumed_chunks(state: &mut State) {
+    let slowest = state.readers.values().copied().min().unwrap_or(state.base + state.chunks.len());
+    let consumed = slowest.saturating_sub(state.base).min(state.chunks.len());
+    if consumed > 0 {
+        state.chunks.drain(..consumed);
+        state.base += consumed;
+    }
+}
+
+fn concat(chunks: &[Bytes], len: u64) -> Bytes {
+    if let [single] = chunks {
+        return single.clone();
+    }
+    let mut out = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+    for chunk in chunks {
+        out.extend_from_slice(chunk);
+    }
+    out.freeze()
+}
+
+/// Turns a pass-through or fill body into the handler's body type.
+pub(crate) fn reader_body(reader: FillReader) -> UpstreamBody {
+    reader.boxed()
+}

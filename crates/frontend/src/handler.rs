@@ -1,0 +1,539 @@
+//! The one request handler, shared by every protocol and listener.
+//!
+//! Request path: validate -> host -> method -> normalise Accept-Encoding ->
+//! key -> lookup -> (fresh hit: serve it) | (stale or miss: coalesced fill)
+//! -> respond. Every response says what the cache did in `x-cache`, and in
+//! RFC 9211 `Cache-Status`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use holdfast_cache::encoding::normalize_accept_encoding;
+use holdfast_cache::{Hit, Key, Lookup, Store};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body;
+use http_body_util::{BodyExt, Empty, Full};
+
+use crate::conditional;
+use crate::fill::{FillHead, FillJob, FillReader, Inflight, ResponseHead, reader_body};
+use crate::range::{self, RangeRequest};
+use crate::upstream::{BoxError, Fetch, PassThroughBody, Upstream, UpstreamBody, UpstreamError};
+
+/// The response body type of every protocol.
+pub type ResponseBody = UpstreamBody;
+
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// What the cache did for one response. Stable names: they appear in
+/// `x-cache`, logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheResult {
+    /// Served from the store, fresh.
+    Hit,
+    /// Fetched from the origin (and stored if allowed).
+    Miss,
+    /// Served from the store while stale, because the origin failed.
+    Stale,
+    /// Stored response confirmed by the origin (304) and served.
+    Revalidated,
+    /// Relayed to the origin without caching (configured methods).
+    Pass,
+    /// Answered by holdfast itself with an error (bad request, origin down).
+    Error,
+}
+
+impl CacheResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Miss => "MISS",
+            CacheResult::Stale => "STALE",
+            CacheResult::Revalidated => "REVALIDATED",
+            CacheResult::Pass => "PASS",
+            CacheResult::Error => "ERROR",
+        }
+    }
+}
+
+/// Limits and policy of the handler. Defaults suit a CDN node in front of
+/// a static-asset origin.
+#[derive(Debug, Clone)]
+pub struct HandlerConfig {
+    /// Host names served (exact, or `*.example.com`); empty serves any Host.
+    pub hosts: Vec<String>,
+    /// Larger bodies stream through without being stored.
+    pub max_object_size: u64,
+    /// Longest path and query accepted (414 beyond).
+    pub max_uri_len: usize,
+    /// Most request header bytes accepted (431 beyond).
+    pub max_header_bytes: usize,
+    /// Most request header fields accepted (431 beyond).
+    pub max_headers: usize,
+    /// Methods relayed to the origin uncached; all others but GET and HEAD get 405.
+    pub pass_methods: Vec<Method>,
+}
+
+pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_URI_LEN: usize = 8 * 1024;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+
+impl Default for HandlerConfig {
+    fn default() -> Self {
+        HandlerConfig {
+            hosts: Vec::new(),
+            max_object_size: DEFAULT_MAX_OBJECT_SIZE,
+            max_uri_len: DEFAULT_MAX_URI_LEN,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            pass_methods: Vec::new(),
+        }
+    }
+}
+
+/// The protocol-agnostic request handler.
+pub struct Handler {
+    config: HandlerConfig,
+    store: Store,
+    upstream: Arc<dyn Upstream>,
+    inflight: Arc<Inflight>,
+}
+
+impl Handler {
+    pub fn new(config: HandlerConfig, store: Store, upstream: Arc<dyn Upstream>) -> Handler {
+        Handler { config, store, upstream, inflight: Arc::default() }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Origin fills in flight, and the client requests reading them.
+    pub fn fills_in_flight(&self) -> (usize, usize) {
+        self.inflight.load()
+    }
+
+    /// Answers one request. Never fails: every problem becomes a response.
+    /// `scheme` is the listener's (`http` or `https`), part of the cache key.
+    pub async fn handle<B>(&self, request: Request<B>, scheme: &'static str) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        match self.route(parts, body, scheme).await {
+            Ok(response) => response,
+            Err(refusal) => self.refuse(refusal),
+        }
+    }
+
+    /// A refused client request (4xx), with a body naming the cause.
+    fn refuse(&self, refusal: Refusal) -> Response<ResponseBody> {
+        let mut response = synthetic(refusal.status, refusal.reason);
+        let headers = response.headers_mut();
+        set_result(headers, CacheResult::Error, "detail=refused");
+        if refusal.status == StatusCode::METHOD_NOT_ALLOWED {
+            let mut allow = String::from("GET, HEAD");
+            for method in &self.config.pass_methods {
+                allow.push_str(", ");
+                allow.push_str(method.as_str());
+            }
+            if let Ok(allow) = HeaderValue::from_str(&allow) {
+                headers.insert(header::ALLOW, allow);
+            }
+        }
+        response
+    }
+
+    async fn route<B>(&self, parts: Parts, body: B, scheme: &'static str) -> Result<Response<ResponseBody>, Refusal>
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.check_limits(&parts)?;
+        let host = self.host(&parts)?;
+        let path_and_query = match parts.uri.path_and_query() {
+            Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_owned(),
+            _ if parts.method == Method::OPTIONS && parts.uri == "*" => {
+                return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "OPTIONS * is not supported"));
+            }
+            _ => return Err(refuse(StatusCode::BAD_REQUEST, "request target must be a path starting with /")),
+        };
+        let mut headers = parts.headers;
+        let accept_encoding = normalize_accept_encoding(headers.get_all(header::ACCEPT_ENCODING));
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(accept_encoding));
+        let request = ClientRequest { method: parts.method, scheme, host, path_and_query, accept_encoding, headers };
+
+        if request.method != Method::GET && request.method != Method::HEAD {
+            if self.config.pass_methods.contains(&request.method) {
+                return Ok(self.pass(request, body).await);
+            }
+            return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
+        }
+
+        // HEAD shares GET's entry: a HEAD miss fills the cache with a GET.
+        let primary = Key::primary("GET", scheme, &request.host, &request.path_and_query);
+        let now = SystemTime::now();
+        Ok(match self.store.lookup(&primary, &request.headers, now) {
+            Lookup::Fresh(hit) => respond_from_store(&request, hit, CacheResult::Hit, now),
+            Lookup::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
+            Lookup::Miss => self.fill(&request, primary, None).await,
+        })
+    }
+
+    fn check_limits(&self, parts: &Parts) -> Result<(), Refusal> {
+        let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+        if target_len > self.config.max_uri_len {
+            return Err(refuse(StatusCode::URI_TOO_LONG, "request target too long"));
+        }
+        if parts.headers.len() > self.config.max_headers {
+            return Err(refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields"));
+        }
+        let bytes: usize = parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        if bytes > self.config.max_header_bytes {
+            return Err(refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header fields too large"));
+        }
+        Ok(())
+    }
+
+    /// The host this request is for, lowercase and without port. Never an
+    /// open proxy: an absolute-form target must name a host this node serves.
+    fn host(&self, parts: &Parts) -> Result<String, Refusal> {
+        if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
+            // RFC 9112 §3.2: more than one Host is a 400.
+            return Err(refuse(StatusCode::BAD_REQUEST, "more than one Host header"));
+        }
+        let header_host = match parts.headers.get(header::HOST).map(|v| v.to_str()) {
+            Some(Ok(h)) => Some(h),
+            Some(Err(_)) => return Err(refuse(StatusCode::BAD_REQUEST, "invalid Host header")),
+            None => None,
+        };
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        let raw = match (parts.version, authority) {
+            (Version::HTTP_2 | Version::HTTP_3, Some(authority)) => authority,
+            (_, Some(authority)) => {
+                // HTTP/1.x absolute-form ("GET http://host/path"): a proxy request.
+                let host = normalize_host(authority);
+                let allowed = match host {
+                    Some(ref h) if self.config.hosts.is_empty() => {
+                        header_host.and_then(normalize_host).as_deref() == Some(h.as_str())
+                    }
+                    Some(ref h) => self.serves(h),
+                    None => false,
+                };
+                if !allowed {
+                    return Err(refuse(
+                        StatusCode::BAD_REQUEST,
+                        "absolute-form request for a host this node does not serve (not a proxy)",
+                    ));
+                }
+                authority
+            }
+            (_, None) => header_host.ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing Host header"))?,
+        };
+        let host = normalize_host(raw).ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "invalid Host"))?;
+        if !self.config.hosts.is_empty() && !self.serves(&host) {
+            return Err(refuse(StatusCode::MISDIRECTED_REQUEST, "this node does not serve that host"));
+        }
+        Ok(host)
+    }
+
+    fn serves(&self, host: &str) -> bool {
+        self.config.hosts.iter().any(|pattern| match pattern.strip_prefix("*.") {
+            Some(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host.ends_with(suffix)
+                    && host[..host.len() - suffix.len()].ends_with('.')
+            }
+            None => pattern.eq_ignore_ascii_case(host),
+        })
+    }
+
+    fn fill_job(&self, request: &ClientRequest, primary: Key, stale: Option<Hit>) -> FillJob {
+        let validators = stale.as_ref().map(|hit| (hit.meta.etag().cloned(), hit.meta.last_modified().cloned()));
+        let (if_none_match, if_modified_since) = validators.unwrap_or((None, None));
+        FillJob {
+            upstream: Arc::clone(&self.upstream),
+            store: self.store.clone(),
+            primary,
+            request_headers: request.headers.clone(),
+            url: request.url(),
+            fetch: Fetch {
+                method: Method::GET,
+                path_and_query: request.path_and_query.clone(),
+                host: request.host.clone(),
+                accept_encoding: request.accept_encoding,
+                if_none_match,
+                if_modified_since,
+                body: None,
+            },
+            stale,
+            cacheable: true,
+            max_object_size: self.config.max_object_size,
+        }
+    }
+
+    /// Stale or miss: join or start the fill for this key and answer from it.
+    async fn fill(&self, request: &ClientRequest, primary: Key, stale: Option<Hit>) -> Response<ResponseBody> {
+        // Coalesce on what reaches the origin: the key plus the coding asked for.
+        let coalescing_key = primary.variant(&[header::ACCEPT_ENCODING], &request.headers);
+        let (mut reader, leader) =
+            self.inflight.join_or_start(coalescing_key, || self.fill_job(request, primary, stale.clone()));
+        let mut head = reader.head().await;
+        if let FillHead::Response(response) = &head
+            && !response.shareable
+            && !leader
+        {
+            // Meant for one client (Set-Cookie, private): fetch our own.
+            drop(reader);
+            reader = Inflight::start_alone(self.fill_job(request, primary, None));
+            head = reader.head().await;
+        }
+        let now = SystemTime::now();
+        match head {
+            FillHead::Response(response) => respond_from_origin(request, &response, reader, CacheResult::Miss),
+            FillHead::Revalidated(hit) => respond_from_store(request, hit, CacheResult::Revalidated, now),
+            FillHead::Stale(hit, _) => respond_from_store(request, hit, CacheResult::Stale, now),
+            FillHead::Failed(error) => origin_failure(&error),
+        }
+    }
+
+    /// Relays a request with a configured method to the origin, uncached.
+    async fn pass<B>(&self, request: ClientRequest, body: B) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let primary = Key::primary(request.method.as_str(), request.scheme, &request.host, &request.path_and_query);
+        let mut job = self.fill_job(&request, primary, None);
+        job.cacheable = false;
+        job.fetch.method = request.method.clone();
+        job.fetch.body = Some(PassThroughBody {
+            body: body.map_err(Into::into).boxed(),
+            content_type: request.headers.get(header::CONTENT_TYPE).cloned(),
+            content_length: request.headers.get(header::CONTENT_LENGTH).cloned(),
+        });
+        let reader = Inflight::start_alone(job);
+        match reader.head().await {
+            FillHead::Response(response) => respond_from_origin(&request, &response, reader, CacheResult::Pass),
+            FillHead::Failed(error) | FillHead::Stale(_, error) => origin_failure(&error),
+            FillHead::Revalidated(hit) => respond_from_store(&request, hit, CacheResult::Pass, SystemTime::now()),
+        }
+    }
+}
+
+/// The parts of a client request the handler works with.
+struct ClientRequest {
+    method: Method,
+    scheme: &'static str,
+    host: String,
+    path_and_query: String,
+    accept_encoding: &'static str,
+    /// Client headers with Accept-Encoding normalised.
+    headers: HeaderMap,
+}
+
+impl ClientRequest {
+    fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.host, self.path_and_query)
+    }
+}
+
+/// Lowercases a host and strips its port; `None` if it is not a plausible
+/// host name or IP literal.
+fn normalize_host(authority: &str) -> Option<String> {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        let (inside, _) = rest.split_once(']')?;
+        return inside
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            .then(|| format!("[{}]", inside.to_ascii_lowercase()));
+    } else {
+        authority.split_once(':').map_or(authority, |(h, _)| h)
+    };
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    valid.then(|| host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+fn full(bytes: Bytes) -> ResponseBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+fn empty() -> ResponseBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+fn set_result(headers: &mut HeaderMap, result: CacheResult, detail: &str) {
+    headers.insert(X_CACHE, HeaderValue::from_static(result.as_str()));
+    let status = format!("holdfast; {detail}");
+    if let Ok(value) = HeaderValue::from_str(&status) {
+        headers.insert(CACHE_STATUS, value);
+    }
+}
+
+/// A response holdfast writes itself: plain text naming the cause, never stored.
+fn synthetic(status: StatusCode, text: &str) -> Response<ResponseBody> {
+    let body = format!("holdfast: {text}\n");
+    let mut response = Response::new(full(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Why a client request is refused before the cache is consulted.
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+}
+
+fn refuse(status: StatusCode, reason: &'static str) -> Refusal {
+    Refusal { status, reason }
+}
+
+/// No origin answered: 502, or 504 for a timeout, with the reason.
+fn origin_failure(error: &UpstreamError) -> Response<ResponseBody> {
+    let status = if error.timeout { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+    let mut response = synthetic(status, &error.reason);
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    set_result(headers, CacheResult::Error, "fwd=miss; detail=origin-error");
+    response
+}
+
+/// The head of a 304: the fields RFC 9110 §15.4.5 lists, plus ours.
+fn not_modified_response(headers: &HeaderMap) -> Response<ResponseBody> {
+    let mut response = Response::new(empty());
+    *response.status_mut() = StatusCode::NOT_MODIFIED;
+    let out = response.headers_mut();
+    for name in [
+        header::CACHE_CONTROL,
+        header::CONTENT_LOCATION,
+        header::DATE,
+        header::ETAG,
+        header::EXPIRES,
+        header::VARY,
+        header::LAST_MODIFIED,
+        header::AGE,
+        X_CACHE,
+        CACHE_STATUS,
+    ] {
+        for value in headers.get_all(&name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    response
+}
+
+/// Serves a stored object: 200, 206, 304, 416, or a HEAD.
+fn respond_from_store(
+    request: &ClientRequest,
+    hit: Hit,
+    result: CacheResult,
+    now: SystemTime,
+) -> Response<ResponseBody> {
+    let meta = &hit.meta;
+    let mut headers = meta.headers.clone();
+    headers.insert(header::AGE, HeaderValue::from(meta.age(now).as_secs()));
+    let ttl = meta.freshness_lifetime.saturating_sub(meta.age(now)).as_secs();
+    let detail = match result {
+        CacheResult::Hit => format!("hit; ttl={ttl}"),
+        CacheResult::Revalidated => format!("fwd=stale; fwd-status=304; ttl={ttl}"),
+        CacheResult::Stale => "hit; detail=stale-origin-error".to_owned(),
+        _ => "fwd=method".to_owned(),
+    };
+    set_result(&mut headers, result, &detail);
+    if meta.status == StatusCode::OK && conditional::not_modified(&request.headers, &headers) {
+        return not_modified_response(&headers);
+    }
+    let len = hit.body.len() as u64;
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let mut status = meta.status;
+    let mut body = hit.body;
+    if meta.status == StatusCode::OK {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        let range = request.headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        let if_range_ok =
+            request.headers.get(header::IF_RANGE).is_none_or(|v| conditional::if_range_matches(v, &headers));
+        if let (Some(range), true, true) = (range, if_range_ok, request.method == Method::GET) {
+            match range::parse(range, len) {
+                RangeRequest::Full => {}
+                RangeRequest::Partial(r) => {
+                    status = StatusCode::PARTIAL_CONTENT;
+                    let content_range = format!("bytes {}-{}/{len}", r.start, r.end - 1);
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.end - r.start));
+                    if let Ok(v) = HeaderValue::from_str(&content_range) {
+                        headers.insert(header::CONTENT_RANGE, v);
+                    }
+                    // Both bounds are within the body: `range::parse` clamps them.
+                    body = body.slice(r.start as usize..r.end as usize);
+                }
+                RangeRequest::Unsatisfiable => {
+                    status = StatusCode::RANGE_NOT_SATISFIABLE;
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                        headers.insert(header::CONTENT_RANGE, v);
+                    }
+                    body = Bytes::new();
+                }
+            }
+        }
+    }
+    let body = if request.method == Method::HEAD { empty() } else { full(body) };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Relays a response as it streams in from the origin (through the fill).
+fn respond_from_origin(
+    request: &ClientRequest,
+    head: &ResponseHead,
+    reader: FillReader,
+    result: CacheResult,
+) -> Response<ResponseBody> {
+    let mut headers = head.headers.clone();
+    let detail = match (result, head.storable) {
+        (CacheResult::Pass, _) => format!("fwd=method; fwd-status={}", head.status.as_u16()),
+        (_, Ok(())) => format!("fwd=uri-miss; fwd-status={}; stored", head.status.as_u16()),
+        (_, Err(reason)) => format!("fwd=uri-miss; fwd-status={}; detail={}", head.status.as_u16(), reason.as_str()),
+    };
+    set_result(&mut headers, result, &detail);
+    tracing::debug!(url = %request.url(), origin = %head.origin, status = head.status.as_u16(), "{}", result.as_str());
+    if head.status == StatusCode::OK
+        && result == CacheResult::Miss
+        && conditional::not_modified(&request.headers, &headers)
+    {
+        return not_modified_response(&headers);
+    }
+    let body = if request.method == Method::HEAD { empty() } else { reader_body(reader) };
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    *response.headers_mut() = headers;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_normalised() {
+        assert_eq!(normalize_host("Example.COM:8080").as_deref(), Some("example.com"));
+        assert_eq!(normalize_host("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(normalize_host("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(normalize_host("user@host").as_deref(), Some("host"));
+        assert_eq!(normalize_host("bad host"), None);
+        assert_eq!(normalize_host(""), None);
+        assert_eq!(normalize_host("[zz]"), None);
+    }
+}

@@ -1,0 +1,107 @@
+//! `holdfast`: the edge cache node and its operator commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bytesize::ByteSize;
+use clap::{Parser, Subcommand};
+use holdfast_node::RunningNode;
+use holdfast_node::config::{self, NodeConfig, Overrides};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "holdfast", version, about = "An edge CDN cache node for immutable web assets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node.
+    Serve(ServeArgs),
+    /// Check a config file and exit: 0 if it is valid, 1 with the errors if not.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file; without it, built-in defaults plus these flags.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// HTTP/1.1 + h2c listener address (repeatable; replaces server.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<String>,
+    /// Origin URL: http://host:port or dir:PATH (repeatable; replaces origin.urls).
+    #[arg(long, value_name = "URL")]
+    origin: Vec<String>,
+    /// Memory for cached objects, e.g. 512MiB (cache.memory_size).
+    #[arg(long, value_name = "SIZE")]
+    memory_size: Option<ByteSize>,
+    /// Larger responses stream through uncached, e.g. 64MiB (cache.max_object_size).
+    #[arg(long, value_name = "SIZE")]
+    max_object_size: Option<ByteSize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("HOLDFAST_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("holdfast: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    // Parse, then convert, so value errors are found too.
+    config::read_file(file)?;
+    let config = NodeConfig::load(Some(file), Overrides::default())?;
+    println!(
+        "{}: ok ({} listener(s), {} origin(s))",
+        file.display(),
+        config.listen.len(),
+        config.origin.endpoints.len()
+    );
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        listen: args.listen,
+        origins: args.origin,
+        memory_size: args.memory_size,
+        max_object_size: args.max_object_size,
+    };
+    let config = NodeConfig::load(args.config.as_deref(), overrides)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let node = RunningNode::start(config).await?;
+        wait_for_signal().await?;
+        tracing::info!("shutting down: draining in-flight requests");
+        node.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! Test support for holdfast: a fake origin that counts requests and is
+//! steered per path, and small client helpers.
+//!
+//! Everything listens on 127.0.0.1 with an ephemeral port.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How the fake origin answers one path.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    /// Wait this long before sending the response head.
+    pub delay: Duration,
+    /// Send the body in chunks of this size (no Content-Length), pausing
+    /// `chunk_delay` between chunks.
+    pub chunk_size: Option<usize>,
+    pub chunk_delay: Duration,
+    /// Announce this Content-Length whatever the body's real size.
+    pub content_length: Option<u64>,
+    /// Send this many body bytes, then break the connection.
+    pub abort_after: Option<usize>,
+    /// Hold the response head until this gate opens.
+    pub head_gate: Option<Gate>,
+    /// Hold the body after its first chunk until this gate opens.
+    pub body_gate: Option<Gate>,
+}
+
+/// A gate a test opens to let the fake origin go on: no sleeps needed.
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|open| *open).await.map(|_| ());
+    }
+}
+
+impl Reply {
+    /// 200 with a year-long, immutable freshness.
+    pub fn ok(body: impl Into<Bytes>) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            headers: vec![(
+                HeaderName::from_static("cache-control"),
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            )],
+            body: body.into(),
+            delay: Duration::ZERO,
+            chunk_size: None,
+            chunk_delay: Duration::ZERO,
+            content_length: None,
+            abort_after: None,
+            head_gate: None,
+            body_gate: None,
+        }
+    }
+
+    pub fn hold_head(mut self, gate: &Gate) -> Reply {
+        self.head_gate = Some(gate.clone());
+        self
+    }
+
+    pub fn hold_body(mut self, gate: &Gate) -> Reply {
+        self.body_gate = Some(gate.clone());
+        self
+    }
+
+    pub fn status(mut self, status: u16) -> Reply {
+        self.status = StatusCode::from_u16(status).expect("valid status");
+        self
+    }
+
+    /// Sets a header, replacing earlier values of the same name.
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        let name = HeaderName::from_bytes(name.as_bytes()).expect("valid header name");
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, HeaderValue::from_str(value).expect("valid header value")));
+        self
+    }
+
+    /// Removes a header (for example the default cache-control).
+    pub fn without(mut self, name: &str) -> Reply {
+        self.headers.retain(|(n, _)| !n.as_str().eq_ignore_ascii_case(name));
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+
+    pub fn chunked(mut self, chunk_size: usize, chunk_delay: Duration) -> Reply {
+        self.chunk_size = Some(chunk_size.max(1));
+        self.chunk_delay = chunk_delay;
+        self
+    }
+
+    pub fn content_length(mut self, length: u64) -> Reply {
+        self.content_length = Some(length);
+        self
+    }
+
+    pub fn abort_after(mut self, bytes: usize) -> Reply {
+        self.abort_after = Some(bytes);
+        self
+    }
+}
+
+#[derive(Default)]
+struct State {
+    routes: HashMap<String, Reply>,
+    hits: HashMap<String, usize>,
+    last_headers: HashMap<String, HeaderMap>,
+}
+
+/// A steerable origin on 127.0.0.1. Unknown paths get `Reply::ok(path)`.
+pub struct FakeOrigin {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl FakeOrigin {
+    pub async fn start() -> FakeOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake origin");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let state = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| answer(Arc::clone(&state), request));
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    builder.http1().timer(TokioTimer::new());
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        FakeOrigin { addr, state, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, as an origin URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sets how a path (with its query, if any) is answered.
+    pub fn route(&self, path: &str, reply: Reply) {
+        self.state.lock().expect("origin state").routes.insert(path.to_owned(), reply);
+    }
+
+    /// Requests received for a path (with query).
+    pub fn hits(&self, path: &str) -> usize {
+        self.state.lock().expect("origin state").hits.get(path).copied().unwrap_or(0)
+    }
+
+    /// Requests received in all.
+    pub fn total_hits(&self) -> usize {
+        self.state.lock().expect("origin state").hits.values().sum()
+    }
+
+    /// The headers of the last request for a path.
+    pub fn last_headers(&self, path: &str) -> Option<HeaderMap> {
+        self.state.lock().expect("origin state").last_headers.get(path).cloned()
+    }
+}
+
+impl Drop for FakeOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(
+    state: Arc<Mutex<State>>,
+    request: Request<Incoming>,
+) -> Result<Response<BoxBody<Bytes, BoxError>>, Infallible> {
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let reply = {
+        let mut state = state.lock().expect("origin state");
+        *state.hits.entry(path.clone()).or_default() += 1;
+        state.last_headers.insert(path.clone(), request.headers().clone());
+        state.routes.get(&path).cloned().unwrap_or_else(|| Reply::ok(path.clone().into_bytes()))
+    };
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    if let Some(gate) = &reply.head_gate {
+        gate.wait().await;
+    }
+    let mut response = Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        response = response.header(name, value);
+    }
+    // If-None-Match against a configured ETag: 304, as real origins do.
+    let etag = reply.headers.iter().find(|(n, _)| n == "etag").map(|(_, v)| v.clone());
+    if let (Some(etag), Some(inm)) = (etag, request.headers().get("if-none-match"))
+        && etag == inm
+    {
+        let body = Full::new(Bytes::new()).map_err(|never| match never {}).boxed();
+        return Ok(response.status(StatusCode::NOT_MODIFIED).body(body).expect("valid response"));
+    }
+    let length = reply.content_length.unwrap_or(reply.body.len() as u64);
+    if reply.chunk_size.is_none() || reply.content_length.is_some() {
+        response = response.header("content-length", length);
+    }
+    let mut body = reply.body.clone();
+    let abort = reply.abort_after.map(|n| n.min(body.len()));
+    if let Some(n) = abort {
+        body = body.slice(..n);
+    }
+    let chunk_size = reply.chunk_size.unwrap_or(body.len().max(1));
+    let chunks: Vec<Bytes> = body.chunks(chunk_size).map(Bytes::copy_from_slice).collect();
+    let chunk_delay = reply.chunk_delay;
+    let body_gate = reply.body_gate.clone();
+    let frames = stream::unfold((chunks.into_iter(), abort, true), move |(mut chunks, abort, first)| {
+        let body_gate = body_gate.clone();
+        async move {
+            if !first {
+                if let Some(gate) = &body_gate {
+                    gate.wait().await;
+                }
+                if !chunk_delay.is_zero() {
+                    tokio::time::sleep(chunk_delay).await;
+                }
+            }
+            match chunks.next() {
+                Some(chunk) => Some((Ok(Frame::data(chunk)), (chunks, abort, false))),
+                None if abort.is_some() => {
+                    Some((Err::<Frame<Bytes>, BoxError>("fake origin aborts the body".into()), (chunks, None, false)))
+                }
+                None => None,
+            }
+        }
+    });
+    Ok(response.body(StreamBody::new(frames).boxed()).expect("valid response"))
+}
+
+/// A response as a test client saw it. `body` is an error when the
+/// response was aborted before its end.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub version: http::Version,
+    pub body: Result<Bytes, String>,
+}
+
+impl TestResponse {
+    /// The `x-cache` value, or "" if absent.
+    pub fn x_cache(&self) -> &str {
+        self.headers.get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body, panicking with the error if the response was aborted.
+    pub fn bytes(&self) -> &Bytes {
+        match &self.body {
+            Ok(body) => body,
+            Err(error) => panic!("response body aborted: {error}"),
+        }
+    }
+}
+
+/// Which protocol a test client speaks over plaintext TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge.
+    H2c,
+}
+
+/// Sends one request on a new connection and reads the whole response.
+pub async fn send(
+    addr: SocketAddr,
+    protocol: Protocol,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Result<TestResponse, String> {
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let io = TokioIo::new(stream);
+    let mut builder = Request::builder().method(method);
+    builder = match protocol {
+        Protocol::Http1 => builder.uri(target),
+        Protocol::H2c => builder.uri(format!("http://{addr}{target}")).version(http::Version::HTTP_2),
+    };
+    let mut has_host = false;
+    for (name, value) in headers {
+        has_host |= name.eq_ignore_ascii_case("host");
+        builder = builder.header(*name, *value);
+    }
+    if protocol == Protocol::Http1 && !has_host {
+        builder = builder.header("host", addr.to_string());
+    }
+    let request = builder.body(http_body_util::Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
+    let response = match protocol {
+        Protocol::Http1 => {
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            sender.send_request(request).await.map_err(|e| e.to_string())?
+        }
+        Protocol::H2c => {
+            let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            sender.send_request(request).await.map_err(|e| e.to_string())?
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).map_err(|e| format!("{e:?}"));
+    Ok(TestResponse { status: parts.status, headers: parts.headers, version: parts.version, body })
+}
+
+/// GET over HTTP/1.1 on a new connection.
+pub async fn get(addr: SocketAddr, target: &str) -> TestResponse {
+    send(addr, Protocol::Http1, "GET", target, &[]).await.expect("request sent")
+}
+
+/// Writes raw bytes and reads the response head: until a blank line, the
+/// server closing, or `limit`.
+pub async fn raw(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let read_head = async {
+        let mut buf = [0u8; 4096];
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(limit, read_head).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Polls `check` until it holds, failing the test after `limit`.
+pub async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,0 +1,37 @@
+//! Shared set-up for the end-to-end tests: a node in process on an
+//! ephemeral loopback port, in front of a fake origin.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use holdfast_node::config::FileConfig;
+use holdfast_node::{NodeConfig, Overrides, RunningNode};
+use holdfast_test::FakeOrigin;
+
+/// Every end-to-end test finishes within this bound.
+pub const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+pub async fn within<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_LIMIT, future).await.expect("test exceeded its time bound")
+}
+
+/// Starts a node in front of `origin`, after `tweak` edits its config.
+pub async fn node_with(origin: &FakeOrigin, tweak: impl FnOnce(&mut FileConfig)) -> (RunningNode, SocketAddr) {
+    let mut file = FileConfig::default();
+    file.server.listen = vec!["127.0.0.1:0".into()];
+    file.origin.urls = vec![origin.url()];
+    tweak(&mut file);
+    let config =
+        NodeConfig::from_file(file, Path::new("."), "test config", Overrides::default()).expect("valid config");
+    let node = RunningNode::start(config).await.expect("node starts");
+    let addr = node.local_addrs[0];
+    (node, addr)
+}
+
+pub async fn node(origin: &FakeOrigin) -> (RunningNode, SocketAddr) {
+    node_with(origin, |_| {}).await
+}

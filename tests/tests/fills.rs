@@ -1,0 +1,188 @@
+//! Coalescing, streaming and integrity of origin fills.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{node, node_with, within};
+use holdfast_test::{Gate, Protocol, Reply, eventually, get, send};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_misses_make_one_origin_fetch() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let gate = Gate::new();
+        let body = vec![9u8; 200_000];
+        origin.route("/hot.js", Reply::ok(body.clone()).hold_head(&gate));
+        let (node, addr) = node(&origin).await;
+        let clients: Vec<_> = (0..100)
+            .map(|i| {
+                let protocol = if i % 2 == 0 { Protocol::Http1 } else { Protocol::H2c };
+                tokio::spawn(async move { send(addr, protocol, "GET", "/hot.js", &[]).await.unwrap() })
+            })
+            .collect();
+        // Open the origin only when all 100 requests wait on the one fill.
+        eventually(Duration::from_secs(20), "100 readers on one fill", || node.handler().fills_in_flight() == (1, 100))
+            .await;
+        gate.open();
+        for client in clients {
+            let response = client.await.unwrap();
+            assert_eq!(response.status, 200);
+            assert_eq!(response.x_cache(), "MISS");
+            assert_eq!(response.bytes().as_ref(), &body[..]);
+        }
+        assert_eq!(origin.hits("/hot.js"), 1);
+        assert_eq!(get(addr, "/hot.js").await.x_cache(), "HIT");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fill_goes_on_when_the_first_client_disconnects() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let gate = Gate::new();
+        origin.route("/leader", Reply::ok("survives").hold_head(&gate));
+        let (node, addr) = node(&origin).await;
+        let leader = tokio::spawn(async move { get(addr, "/leader").await });
+        eventually(Duration::from_secs(10), "leader reached the origin", || origin.hits("/leader") == 1).await;
+        leader.abort();
+        let _ = leader.await;
+        eventually(Duration::from_secs(10), "leader's reader dropped", || node.handler().fills_in_flight() == (1, 0))
+            .await;
+        let follower = tokio::spawn(async move { get(addr, "/leader").await });
+        eventually(Duration::from_secs(10), "follower joined", || node.handler().fills_in_flight() == (1, 1)).await;
+        gate.open();
+        let response = follower.await.unwrap();
+        assert_eq!(response.bytes().as_ref(), b"survives");
+        assert_eq!(get(addr, "/leader").await.x_cache(), "HIT");
+        assert_eq!(origin.hits("/leader"), 1, "the disconnect did not cause a second fetch");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_to_the_client_before_the_origin_finishes() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let gate = Gate::new();
+        // 4 MiB in 64 KiB chunks; the origin stops after the first chunk.
+        origin.route("/stream.bin", Reply::ok(vec![5u8; 4 << 20]).chunked(64 << 10, Duration::ZERO).hold_body(&gate));
+        let (_node, addr) = node(&origin).await;
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::get("/stream.bin")
+            .header("host", "cdn.test")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.headers()["x-cache"], "MISS");
+        let mut body = response.into_body();
+        use http_body_util::BodyExt;
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(!first.is_empty(), "first bytes arrive while the origin still holds the rest");
+        gate.open();
+        let mut total = first.len();
+        while let Some(frame) = body.frame().await {
+            total += frame.unwrap().into_data().map(|d| d.len()).unwrap_or(0);
+        }
+        assert_eq!(total, 4 << 20);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_bodies_are_aborted_and_never_stored() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let body = vec![3u8; 100_000];
+        // Chunks with a pause between them, so the head and the first
+        // chunks leave the origin before it breaks off.
+        let paced = || Reply::ok(body.clone()).chunked(10_000, Duration::from_millis(1));
+        // Content-Length 100000, connection broken after 30000 bytes.
+        origin.route("/abort", paced().content_length(100_000).abort_after(30_000));
+        // Content-Length larger than the body that follows.
+        origin.route("/short", paced().content_length(150_000));
+        // Chunked (no Content-Length), broken mid-way.
+        origin.route("/chunked-abort", paced().abort_after(50_000));
+        let (_node, addr) = node(&origin).await;
+        for path in ["/abort", "/short", "/chunked-abort"] {
+            for protocol in [Protocol::Http1, Protocol::H2c] {
+                let response = send(addr, protocol, "GET", path, &[]).await.unwrap();
+                assert_eq!(response.status, 200, "{path}");
+                assert!(response.body.is_err(), "{path} over {protocol:?}: the client must see an aborted body");
+            }
+            assert_eq!(origin.hits(path), 2, "{path} was not stored, so each request refetched");
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_failures_are_clear_5xx_and_not_cached() {
+    within(async {
+        // An origin that refuses connections: bind a port, then free it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let (_node, addr) = node_with(&origin, |c| c.origin.urls = vec![format!("http://127.0.0.1:{port}")]).await;
+        let response = get(addr, "/down").await;
+        assert_eq!(response.status, 502);
+        assert_eq!(response.x_cache(), "ERROR");
+        assert!(response.header("retry-after").is_some());
+        let text = String::from_utf8_lossy(response.bytes()).into_owned();
+        assert!(text.contains("connect"), "the body names the cause: {text}");
+        assert_eq!(response.header("cache-control"), Some("no-store"));
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_origin_head_is_a_504() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let gate = Gate::new();
+        origin.route("/slow", Reply::ok("late").hold_head(&gate));
+        let (_node, addr) = node_with(&origin, |c| c.origin.header_timeout = Duration::from_millis(200)).await;
+        let response = get(addr, "/slow").await;
+        assert_eq!(response.status, 504);
+        assert!(String::from_utf8_lossy(response.bytes()).contains("no response head"));
+        gate.open();
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_origin_takes_over_when_the_first_refuses() {
+    within(async {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let url = origin.url();
+        let (_node, addr) = node_with(&origin, |c| c.origin.urls = vec![format!("http://127.0.0.1:{port}"), url]).await;
+        for i in 0..4 {
+            let response = get(addr, &format!("/f{i}")).await;
+            assert_eq!(response.status, 200, "request {i}");
+        }
+        assert_eq!(origin.total_hits(), 4);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_for_one_client_are_not_shared_with_waiters() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let gate = Gate::new();
+        origin.route("/me", Reply::ok("yours").header("set-cookie", "session=abc").hold_head(&gate));
+        let (node, addr) = node(&origin).await;
+        let a = tokio::spawn(async move { get(addr, "/me").await });
+        let b = tokio::spawn(async move { get(addr, "/me").await });
+        eventually(Duration::from_secs(10), "two readers", || node.handler().fills_in_flight() == (1, 2)).await;
+        gate.open();
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        assert_eq!((a.status.as_u16(), b.status.as_u16()), (200, 200));
+        assert_eq!(origin.hits("/me"), 2, "the waiter fetched its own response");
+    })
+    .await
+}
