@@ -99,6 +99,35 @@ impl Meta {
         !self.directives.no_cache && self.age(now) < self.freshness_lifetime
     }
 
+    /// How long past its freshness lifetime the response is.
+    pub fn staleness(&self, now: SystemTime) -> Duration {
+        self.age(now).saturating_sub(self.freshness_lifetime)
+    }
+
+    /// May this stored response be served while the origin fails?
+    ///
+    /// RFC 9111 §4.2.4 allows it when the cache cannot reach the origin,
+    /// except for `must-revalidate`, `proxy-revalidate` and `no-cache`
+    /// responses; `stale-if-error` (RFC 5861) permits it explicitly within
+    /// its window. `max_stale` bounds the rest (`None`: as long as stored).
+    pub fn usable_on_error(&self, now: SystemTime, max_stale: Option<Duration>) -> bool {
+        let staleness = self.staleness(now);
+        if self.directives.stale_if_error.is_some_and(|window| staleness <= window) {
+            return true;
+        }
+        let d = &self.directives;
+        if d.must_revalidate || d.proxy_revalidate || d.no_cache {
+            return false;
+        }
+        max_stale.is_none_or(|max| staleness <= max)
+    }
+
+    /// Within `stale-while-revalidate`: serve it now, refresh in the background.
+    pub fn within_stale_while_revalidate(&self, now: SystemTime) -> bool {
+        !self.directives.no_cache
+            && self.directives.stale_while_revalidate.is_some_and(|window| self.staleness(now) <= window)
+    }
+
     pub fn etag(&self) -> Option<&HeaderValue> {
         self.headers.get(header::ETAG)
     }
@@ -397,6 +426,37 @@ mod tests {
         let Lookup::Fresh(hit) = store.lookup(&key, &req, at(25)) else { panic!("fresh again") };
         assert_eq!(hit.meta.headers["x-version"], "new");
         assert_eq!(&hit.body[..], b"body");
+    }
+
+    #[test]
+    fn stale_serving_rules() {
+        let store = Store::new(&StoreConfig::default());
+        let req = HeaderMap::new();
+        let cases: &[(&'static str, u64, Option<u64>, bool, bool)] = &[
+            // (cache-control, seconds after store, max_stale, usable on error, within swr)
+            ("max-age=10", 1000, None, true, false),
+            ("max-age=10", 1000, Some(100), false, false),
+            ("max-age=10, immutable", 100, Some(100), true, false),
+            ("max-age=10, must-revalidate", 11, None, false, false),
+            ("max-age=10, must-revalidate, stale-if-error=60", 60, None, true, false),
+            ("max-age=10, must-revalidate, stale-if-error=60", 80, None, false, false),
+            ("max-age=10, stale-while-revalidate=30", 35, None, true, true),
+            ("max-age=10, stale-while-revalidate=30", 45, None, true, false),
+        ];
+        for (i, (cc, after, max_stale, on_error, swr)) in cases.iter().enumerate() {
+            let key = store_response(
+                &store,
+                &format!("/s{i}"),
+                &req,
+                response(&[("cache-control", *cc), ("etag", "\"e\"")]),
+                b"s",
+                at(0),
+            );
+            let Lookup::Stale(hit) = store.lookup(&key, &req, at(*after)) else { panic!("{cc}: stale") };
+            let max_stale = max_stale.map(Duration::from_secs);
+            assert_eq!(hit.meta.usable_on_error(at(*after), max_stale), *on_error, "{cc} +{after}s");
+            assert_eq!(hit.meta.within_stale_while_revalidate(at(*after)), *swr, "{cc} +{after}s");
+        }
     }
 
     #[test]

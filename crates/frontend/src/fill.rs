@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use holdfast_cache::policy::{self, Exchange};
@@ -267,6 +267,8 @@ pub(crate) struct FillJob {
     /// False for pass-through requests: never stored.
     pub cacheable: bool,
     pub max_object_size: u64,
+    /// Bound on serving a stale copy when the origin fails (`None`: no bound).
+    pub max_stale: Option<Duration>,
 }
 
 impl FillJob {
@@ -281,7 +283,20 @@ impl FillJob {
     }
 
     async fn fetch_and_stream(self, fill: &Arc<Fill>, leave_map: &(dyn Fn() + Sync)) {
-        let FillJob { upstream, store, primary, request_headers, url, fetch, stale, cacheable, max_object_size } = self;
+        let FillJob {
+            upstream,
+            store,
+            primary,
+            request_headers,
+            url,
+            fetch,
+            stale,
+            cacheable,
+            max_object_size,
+            max_stale,
+        } = self;
+        // A stale copy that may not be served on error is no fallback.
+        let usable_on_error = stale.as_ref().is_some_and(|hit| hit.meta.usable_on_error(SystemTime::now(), max_stale));
         let is_get = fetch.method == Method::GET;
         let request_time = SystemTime::now();
         let fetched = match upstream.fetch(fetch).await {
@@ -290,8 +305,8 @@ impl FillJob {
                 tracing::warn!(%url, reason = %error.reason, "origin fetch failed");
                 let error = Arc::new(error);
                 fill.publish_head(match stale {
-                    Some(hit) => FillHead::Stale(hit, error),
-                    None => FillHead::Failed(error),
+                    Some(hit) if usable_on_error => FillHead::Stale(hit, error),
+                    _ => FillHead::Failed(error),
                 });
                 return;
             }
@@ -319,11 +334,12 @@ impl FillJob {
                 fill.publish_head(FillHead::Revalidated(hit));
                 return;
             }
-            if parts.status.is_server_error() {
+            if usable_on_error && (parts.status.is_server_error() || parts.status.is_client_error()) {
                 // An origin error never replaces a stored object.
                 let reason = format!("origin {} answered {}", fetched.origin, parts.status);
                 tracing::warn!(%url, %reason, "serving stale");
-                fill.publish_head(FillHead::Stale(hit, Arc::new(UpstreamError { reason, timeout: false })));
+                let status = http::StatusCode::BAD_GATEWAY;
+                fill.publish_head(FillHead::Stale(hit, Arc::new(UpstreamError { reason, status })));
                 return;
             }
         }
@@ -441,10 +457,10 @@ fn drop_consumed_chunks(state: &mut State) {
     }
 }
 
+/// Copies the chunks into one exact-size buffer. Even a single chunk is
+/// copied: it may be a slice of a larger read buffer that storing it would
+/// keep alive.
 fn concat(chunks: &[Bytes], len: u64) -> Bytes {
-    if let [single] = chunks {
-        return single.clone();
-    }
     let mut out = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
     for chunk in chunks {
         out.extend_from_slice(chunk);

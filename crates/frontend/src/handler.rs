@@ -6,7 +6,8 @@
 //! RFC 9211 `Cache-Status`.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use holdfast_cache::encoding::normalize_accept_encoding;
@@ -47,6 +48,15 @@ pub enum CacheResult {
 }
 
 impl CacheResult {
+    pub const ALL: [CacheResult; 6] = [
+        CacheResult::Hit,
+        CacheResult::Miss,
+        CacheResult::Stale,
+        CacheResult::Revalidated,
+        CacheResult::Pass,
+        CacheResult::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CacheResult::Hit => "HIT",
@@ -59,12 +69,47 @@ impl CacheResult {
     }
 }
 
+/// A site: the host names it answers for and the origin group behind them.
+/// Every site has its own origins; the cache key includes the host, so no
+/// site can be served another's content.
+pub struct Site {
+    /// A name for logs and stats.
+    pub name: String,
+    /// Exact names or `*.example.com` wildcards; empty answers any host
+    /// that no other site claims.
+    pub hosts: Vec<String>,
+    pub upstream: Arc<dyn Upstream>,
+}
+
+impl Site {
+    fn claims_exactly(&self, host: &str) -> bool {
+        self.hosts.iter().any(|h| !h.starts_with("*.") && h.eq_ignore_ascii_case(host))
+    }
+
+    /// Length of the longest wildcard suffix matching `host`.
+    fn wildcard_match(&self, host: &str) -> Option<usize> {
+        self.hosts
+            .iter()
+            .filter_map(|h| h.strip_prefix("*."))
+            .filter(|suffix| {
+                host.len() > suffix.len() + 1
+                    && host.ends_with(suffix)
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            })
+            .map(str::len)
+            .max()
+    }
+}
+
 /// Limits and policy of the handler. Defaults suit a CDN node in front of
 /// a static-asset origin.
 #[derive(Debug, Clone)]
 pub struct HandlerConfig {
-    /// Host names served (exact, or `*.example.com`); empty serves any Host.
-    pub hosts: Vec<String>,
+    /// Status for a Host no site claims: 421 (Misdirected Request) or 404.
+    pub unknown_host_status: StatusCode,
+    /// Longest a stale object is served while the origin fails (beyond an
+    /// explicit `stale-if-error`); `None` serves it as long as it is stored.
+    pub max_stale_on_error: Option<Duration>,
     /// Larger bodies stream through without being stored.
     pub max_object_size: u64,
     /// Longest path and query accepted (414 beyond).
@@ -85,7 +130,8 @@ pub const DEFAULT_MAX_HEADERS: usize = 100;
 impl Default for HandlerConfig {
     fn default() -> Self {
         HandlerConfig {
-            hosts: Vec::new(),
+            unknown_host_status: StatusCode::MISDIRECTED_REQUEST,
+            max_stale_on_error: None,
             max_object_size: DEFAULT_MAX_OBJECT_SIZE,
             max_uri_len: DEFAULT_MAX_URI_LEN,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
@@ -99,17 +145,43 @@ impl Default for HandlerConfig {
 pub struct Handler {
     config: HandlerConfig,
     store: Store,
-    upstream: Arc<dyn Upstream>,
+    sites: Vec<Site>,
     inflight: Arc<Inflight>,
+    /// Responses by cache result, indexed like `CacheResult::ALL`.
+    results: [AtomicU64; 6],
 }
 
 impl Handler {
-    pub fn new(config: HandlerConfig, store: Store, upstream: Arc<dyn Upstream>) -> Handler {
-        Handler { config, store, upstream, inflight: Arc::default() }
+    pub fn new(config: HandlerConfig, store: Store, sites: Vec<Site>) -> Handler {
+        Handler { config, store, sites, inflight: Arc::default(), results: Default::default() }
+    }
+
+    /// A handler with one site that answers every host (tests, simple nodes).
+    pub fn single(config: HandlerConfig, store: Store, upstream: Arc<dyn Upstream>) -> Handler {
+        let site = Site { name: "default".into(), hosts: Vec::new(), upstream };
+        Handler::new(config, store, vec![site])
+    }
+
+    /// The index of the site that answers for `host`: an exact name first,
+    /// then the longest wildcard, then a site without names.
+    fn site_for(&self, host: &str) -> Option<usize> {
+        if let Some(i) = self.sites.iter().position(|s| s.claims_exactly(host)) {
+            return Some(i);
+        }
+        let wildcard = self.sites.iter().enumerate().filter_map(|(i, s)| s.wildcard_match(host).map(|len| (len, i)));
+        if let Some((_, i)) = wildcard.max_by_key(|(len, _)| *len) {
+            return Some(i);
+        }
+        self.sites.iter().position(|s| s.hosts.is_empty())
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Responses served so far, by cache result (STALE counts stale serving).
+    pub fn results(&self) -> Vec<(CacheResult, u64)> {
+        CacheResult::ALL.iter().zip(&self.results).map(|(r, n)| (*r, n.load(Ordering::Relaxed))).collect()
     }
 
     /// Origin fills in flight, and the client requests reading them.
@@ -125,10 +197,16 @@ impl Handler {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
-        match self.route(parts, body, scheme).await {
+        let response = match self.route(parts, body, scheme).await {
             Ok(response) => response,
             Err(refusal) => self.refuse(refusal),
+        };
+        let result =
+            response.headers().get(X_CACHE).and_then(|v| CacheResult::ALL.iter().position(|r| v == r.as_str()));
+        if let Some(index) = result {
+            self.results[index].fetch_add(1, Ordering::Relaxed);
         }
+        response
     }
 
     /// A refused client request (4xx), with a body naming the cause.
@@ -155,7 +233,7 @@ impl Handler {
         B::Error: Into<BoxError>,
     {
         self.check_limits(&parts)?;
-        let host = self.host(&parts)?;
+        let (host, site) = self.host(&parts)?;
         let path_and_query = match parts.uri.path_and_query() {
             Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_owned(),
             _ if parts.method == Method::OPTIONS && parts.uri == "*" => {
@@ -166,7 +244,8 @@ impl Handler {
         let mut headers = parts.headers;
         let accept_encoding = normalize_accept_encoding(headers.get_all(header::ACCEPT_ENCODING));
         headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(accept_encoding));
-        let request = ClientRequest { method: parts.method, scheme, host, path_and_query, accept_encoding, headers };
+        let request =
+            ClientRequest { method: parts.method, scheme, host, path_and_query, accept_encoding, headers, site };
 
         if request.method != Method::GET && request.method != Method::HEAD {
             if self.config.pass_methods.contains(&request.method) {
@@ -180,6 +259,14 @@ impl Handler {
         let now = SystemTime::now();
         Ok(match self.store.lookup(&primary, &request.headers, now) {
             Lookup::Fresh(hit) => respond_from_store(&request, hit, CacheResult::Hit, now),
+            Lookup::Stale(hit) if hit.meta.within_stale_while_revalidate(now) => {
+                // Serve the stale copy now; one background refresh per key.
+                let coalescing_key = primary.variant(&[header::ACCEPT_ENCODING], &request.headers);
+                let (reader, _) =
+                    self.inflight.join_or_start(coalescing_key, || self.fill_job(&request, primary, Some(hit.clone())));
+                drop(reader);
+                respond_from_store(&request, hit, CacheResult::Stale, now)
+            }
             Lookup::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
             Lookup::Miss => self.fill(&request, primary, None).await,
         })
@@ -200,9 +287,10 @@ impl Handler {
         Ok(())
     }
 
-    /// The host this request is for, lowercase and without port. Never an
-    /// open proxy: an absolute-form target must name a host this node serves.
-    fn host(&self, parts: &Parts) -> Result<String, Refusal> {
+    /// The host this request is for (lowercase, without port) and its
+    /// site. Never an open proxy: an absolute-form target must name a host
+    /// a site claims.
+    fn host(&self, parts: &Parts) -> Result<(String, usize), Refusal> {
         if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
             // RFC 9112 §3.2: more than one Host is a 400.
             return Err(refuse(StatusCode::BAD_REQUEST, "more than one Host header"));
@@ -213,51 +301,41 @@ impl Handler {
             None => None,
         };
         let authority = parts.uri.authority().map(|a| a.as_str());
-        let raw = match (parts.version, authority) {
-            (Version::HTTP_2 | Version::HTTP_3, Some(authority)) => authority,
-            (_, Some(authority)) => {
-                // HTTP/1.x absolute-form ("GET http://host/path"): a proxy request.
-                let host = normalize_host(authority);
-                let allowed = match host {
-                    Some(ref h) if self.config.hosts.is_empty() => {
-                        header_host.and_then(normalize_host).as_deref() == Some(h.as_str())
-                    }
-                    Some(ref h) => self.serves(h),
-                    None => false,
-                };
-                if !allowed {
-                    return Err(refuse(
-                        StatusCode::BAD_REQUEST,
-                        "absolute-form request for a host this node does not serve (not a proxy)",
-                    ));
-                }
-                authority
-            }
-            (_, None) => header_host.ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing Host header"))?,
+        let (raw, absolute_form) = match (parts.version, authority) {
+            (Version::HTTP_2 | Version::HTTP_3, Some(authority)) => (authority, false),
+            // HTTP/1.x absolute-form ("GET http://host/path"): a proxy request.
+            (_, Some(authority)) => (authority, true),
+            (_, None) => (header_host.ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing Host header"))?, false),
         };
         let host = normalize_host(raw).ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "invalid Host"))?;
-        if !self.config.hosts.is_empty() && !self.serves(&host) {
-            return Err(refuse(StatusCode::MISDIRECTED_REQUEST, "this node does not serve that host"));
-        }
-        Ok(host)
-    }
-
-    fn serves(&self, host: &str) -> bool {
-        self.config.hosts.iter().any(|pattern| match pattern.strip_prefix("*.") {
-            Some(suffix) => {
-                host.len() > suffix.len() + 1
-                    && host.ends_with(suffix)
-                    && host[..host.len() - suffix.len()].ends_with('.')
+        let site = self.site_for(&host);
+        if absolute_form {
+            // A catch-all site serves a proxy-style target only for its own Host.
+            let allowed = site.is_some_and(|i| {
+                !self.sites[i].hosts.is_empty()
+                    || header_host.and_then(normalize_host).as_deref() == Some(host.as_str())
+            });
+            if !allowed {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "absolute-form request for a host this node does not serve (not a proxy)",
+                ));
             }
-            None => pattern.eq_ignore_ascii_case(host),
-        })
+        }
+        match site {
+            Some(site) => Ok((host, site)),
+            None => Err(refuse(self.config.unknown_host_status, "this node does not serve that host")),
+        }
     }
 
     fn fill_job(&self, request: &ClientRequest, primary: Key, stale: Option<Hit>) -> FillJob {
         let validators = stale.as_ref().map(|hit| (hit.meta.etag().cloned(), hit.meta.last_modified().cloned()));
         let (if_none_match, if_modified_since) = validators.unwrap_or((None, None));
+        let hold = stale
+            .as_ref()
+            .is_none_or(|hit| !hit.meta.usable_on_error(SystemTime::now(), self.config.max_stale_on_error));
         FillJob {
-            upstream: Arc::clone(&self.upstream),
+            upstream: Arc::clone(&self.sites[request.site].upstream),
             store: self.store.clone(),
             primary,
             request_headers: request.headers.clone(),
@@ -270,10 +348,12 @@ impl Handler {
                 if_none_match,
                 if_modified_since,
                 body: None,
+                hold,
             },
             stale,
             cacheable: true,
             max_object_size: self.config.max_object_size,
+            max_stale: self.config.max_stale_on_error,
         }
     }
 
@@ -311,6 +391,7 @@ impl Handler {
         let primary = Key::primary(request.method.as_str(), request.scheme, &request.host, &request.path_and_query);
         let mut job = self.fill_job(&request, primary, None);
         job.cacheable = false;
+        job.fetch.hold = false;
         job.fetch.method = request.method.clone();
         job.fetch.body = Some(PassThroughBody {
             body: body.map_err(Into::into).boxed(),
@@ -335,6 +416,8 @@ struct ClientRequest {
     accept_encoding: &'static str,
     /// Client headers with Accept-Encoding normalised.
     headers: HeaderMap,
+    /// Index of the site that serves the host.
+    site: usize,
 }
 
 impl ClientRequest {
@@ -399,12 +482,15 @@ fn refuse(status: StatusCode, reason: &'static str) -> Refusal {
     Refusal { status, reason }
 }
 
-/// No origin answered: 502, or 504 for a timeout, with the reason.
+/// How long clients are told to wait after an origin failure.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// No origin answered within the budget: 502, 503 or 504 with the reason,
+/// `Retry-After`, and never a cached or relayed error page.
 fn origin_failure(error: &UpstreamError) -> Response<ResponseBody> {
-    let status = if error.timeout { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
-    let mut response = synthetic(status, &error.reason);
+    let mut response = synthetic(error.status, &error.reason);
     let headers = response.headers_mut();
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
     set_result(headers, CacheResult::Error, "fwd=miss; detail=origin-error");
     response
 }

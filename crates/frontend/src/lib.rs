@@ -14,6 +14,6 @@ mod range;
 pub mod server;
 pub mod upstream;
 
-pub use handler::{CacheResult, Handler, HandlerConfig};
+pub use handler::{CacheResult, Handler, HandlerConfig, Site};
 pub use server::{ServerConfig, serve_tcp};
 pub use upstream::{Fetch, Fetched, Upstream, UpstreamError};

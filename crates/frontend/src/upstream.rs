@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Response};
+use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 
 /// Errors carried by bodies: boxed, since origins and clients differ.
@@ -27,6 +27,9 @@ pub struct Fetch {
     pub if_modified_since: Option<HeaderValue>,
     /// Only for methods configured to pass through uncached.
     pub body: Option<PassThroughBody>,
+    /// Wait out origin trouble within the hold budget; false when a stale
+    /// copy can be served instead, so the client is not kept waiting.
+    pub hold: bool,
 }
 
 /// A client request body relayed for a pass-through method.
@@ -54,8 +57,8 @@ pub struct Fetched {
 pub struct UpstreamError {
     /// One line naming the origin and the cause; sent to the client.
     pub reason: String,
-    /// A timeout (answered 504) rather than a refusal or protocol error (502).
-    pub timeout: bool,
+    /// What the client gets: 502, 503 or 504.
+    pub status: StatusCode,
 }
 
 /// The future returned by [`Upstream::fetch`].

@@ -12,8 +12,8 @@ use anyhow::{Context, bail};
 use bytesize::ByteSize;
 use holdfast_cache::StoreConfig;
 use holdfast_frontend::{HandlerConfig, ServerConfig, handler};
-use holdfast_origin::{Endpoint, OriginConfig};
-use http::Method;
+use holdfast_origin::{Endpoint, HealthConfig, Member, OriginConfig, RetryPolicy};
+use http::{Method, StatusCode};
 use serde::Deserialize;
 
 /// Where `serve` listens when neither the file nor a flag says.
@@ -28,7 +28,37 @@ pub struct FileConfig {
     pub server: ServerSection,
     pub limits: LimitsSection,
     pub cache: CacheSection,
+    /// The default site's origins (serving `server.hosts`, or any host).
     pub origin: OriginSection,
+    pub retry_budget: RetryBudgetSection,
+    /// Further sites, each with its own hosts and origins.
+    pub site: Vec<SiteSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSection {
+    pub name: Option<String>,
+    pub hosts: Vec<String>,
+    pub origin: OriginSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryBudgetSection {
+    /// Retries allowed as a share of first attempts, node-wide.
+    pub ratio: f64,
+    /// Retries a second always allowed, however little traffic there is.
+    pub min_per_sec: f64,
+}
+
+impl Default for RetryBudgetSection {
+    fn default() -> Self {
+        RetryBudgetSection {
+            ratio: holdfast_origin::retry::DEFAULT_RETRY_RATIO,
+            min_per_sec: holdfast_origin::retry::DEFAULT_MIN_RETRIES_PER_SEC,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,8 +66,10 @@ pub struct FileConfig {
 pub struct ServerSection {
     /// HTTP/1.1 + h2c listeners.
     pub listen: Vec<String>,
-    /// Host names served; empty serves any Host.
+    /// Host names the default site serves; empty serves any Host.
     pub hosts: Vec<String>,
+    /// Status for a Host no site claims: 421 or 404.
+    pub unknown_host_status: u16,
     /// Methods relayed to the origin uncached (405 for others but GET/HEAD).
     pub pass_methods: Vec<String>,
     #[serde(with = "humantime_serde")]
@@ -53,6 +85,7 @@ impl Default for ServerSection {
         ServerSection {
             listen: Vec::new(),
             hosts: Vec::new(),
+            unknown_host_status: 421,
             pass_methods: Vec::new(),
             header_read_timeout: defaults.header_read_timeout,
             drain_timeout: defaults.drain_timeout,
@@ -84,6 +117,10 @@ impl Default for LimitsSection {
 pub struct CacheSection {
     pub memory_size: ByteSize,
     pub max_object_size: ByteSize,
+    /// Longest a stale object is served while its origin fails; unset:
+    /// as long as it is stored.
+    #[serde(with = "humantime_serde")]
+    pub max_stale_on_error: Option<Duration>,
 }
 
 impl Default for CacheSection {
@@ -91,6 +128,30 @@ impl Default for CacheSection {
         CacheSection {
             memory_size: DEFAULT_MEMORY_SIZE,
             max_object_size: ByteSize::b(handler::DEFAULT_MAX_OBJECT_SIZE),
+            max_stale_on_error: None,
+        }
+    }
+}
+
+/// An origin as written: a URL, or a URL with a weight.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OriginEntry {
+    Url(String),
+    Weighted { url: String, weight: u32 },
+}
+
+impl OriginEntry {
+    fn url(&self) -> &str {
+        match self {
+            OriginEntry::Url(url) | OriginEntry::Weighted { url, .. } => url,
+        }
+    }
+
+    fn weight(&self) -> u32 {
+        match self {
+            OriginEntry::Url(_) => 1,
+            OriginEntry::Weighted { weight, .. } => *weight,
         }
     }
 }
@@ -98,8 +159,11 @@ impl Default for CacheSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OriginSection {
-    /// `http://host:port` or `dir:PATH` (relative to the config file).
-    pub urls: Vec<String>,
+    /// `http://host:port` or `dir:PATH` (relative to the config file), or
+    /// `{ url = "...", weight = N }`.
+    pub urls: Vec<OriginEntry>,
+    /// Tried when every origin of `urls` is ejected or failed.
+    pub fallback: Option<String>,
     /// Host header sent upstream; the client's Host when unset.
     pub host: Option<String>,
     #[serde(with = "humantime_serde")]
@@ -108,18 +172,46 @@ pub struct OriginSection {
     pub header_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub body_idle_timeout: Duration,
+    /// How long a request may wait for an origin to come back.
+    #[serde(with = "humantime_serde")]
+    pub hold_budget: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_base_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
+    /// Consecutive failures that eject an origin.
+    pub failure_threshold: u32,
+    #[serde(with = "humantime_serde")]
+    pub ejection: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_ejection: Duration,
+    /// Active health check path; "" turns checks off.
+    pub health_check_path: String,
+    #[serde(with = "humantime_serde")]
+    pub health_check_interval: Duration,
     /// Cache-Control that `dir:` origins send.
     pub directory_cache_control: String,
 }
 
 impl Default for OriginSection {
     fn default() -> Self {
+        let retry = RetryPolicy::default();
+        let health = HealthConfig::default();
         OriginSection {
             urls: Vec::new(),
+            fallback: None,
             host: None,
             connect_timeout: holdfast_origin::DEFAULT_CONNECT_TIMEOUT,
             header_timeout: holdfast_origin::DEFAULT_HEADER_TIMEOUT,
             body_idle_timeout: holdfast_origin::DEFAULT_BODY_IDLE_TIMEOUT,
+            hold_budget: retry.hold_budget,
+            retry_base_backoff: retry.base_backoff,
+            retry_max_backoff: retry.max_backoff,
+            failure_threshold: health.failure_threshold,
+            ejection: health.base_ejection,
+            max_ejection: health.max_ejection,
+            health_check_path: health.check_path.unwrap_or_default(),
+            health_check_interval: health.check_interval,
             directory_cache_control: holdfast_origin::directory::DEFAULT_CACHE_CONTROL.to_owned(),
         }
     }
@@ -134,6 +226,14 @@ pub struct Overrides {
     pub max_object_size: Option<ByteSize>,
 }
 
+/// One site, typed: its hosts (empty: any host) and its origin group.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub origin: OriginConfig,
+}
+
 /// Everything the node needs, typed and checked.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -141,7 +241,10 @@ pub struct NodeConfig {
     pub handler: HandlerConfig,
     pub server: ServerConfig,
     pub store: StoreConfig,
-    pub origin: OriginConfig,
+    /// Sites in the order they were written; the default site last.
+    pub sites: Vec<SiteConfig>,
+    pub retry_ratio: f64,
+    pub retry_min_per_sec: f64,
 }
 
 /// Reads and parses a config file; errors name the file and the key.
@@ -175,7 +278,7 @@ impl NodeConfig {
             file.server.listen = overrides.listen;
         }
         if !overrides.origins.is_empty() {
-            file.origin.urls = overrides.origins;
+            file.origin.urls = overrides.origins.into_iter().map(OriginEntry::Url).collect();
         }
         if let Some(size) = overrides.memory_size {
             file.cache.memory_size = size;
@@ -196,23 +299,32 @@ impl NodeConfig {
                     .map_err(|e| anyhow::anyhow!("{source}: server.listen[{i}] = {a:?} is not an address:port ({e})"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        if file.origin.urls.is_empty() {
+        if file.origin.urls.is_empty() && file.site.is_empty() {
             bail!("{source}: origin.urls is empty; give at least one origin (or --origin URL)");
         }
-        let mut endpoints = Vec::new();
-        for (i, url) in file.origin.urls.iter().enumerate() {
-            let mut endpoint =
-                Endpoint::parse(url).map_err(|e| anyhow::anyhow!("{source}: origin.urls[{i}] = {url:?}: {e}"))?;
-            if let Endpoint::Directory { root, cache_control } = &mut endpoint {
-                if root.is_relative() {
-                    *root = base.join(&*root);
-                }
-                if !root.is_dir() {
-                    bail!("{source}: origin.urls[{i}] = {url:?}: {} is not a directory", root.display());
-                }
-                cache_control.clone_from(&file.origin.directory_cache_control);
+        let mut sites = Vec::new();
+        for (i, site) in file.site.iter().enumerate() {
+            let key = format!("site[{i}]");
+            if site.hosts.is_empty() {
+                bail!("{source}: {key}.hosts is empty; a [[site]] names the hosts it serves");
             }
-            endpoints.push(endpoint);
+            check_hosts(&site.hosts, source, &format!("{key}.hosts"))?;
+            let origin = origin_config(&site.origin, base, source, &format!("{key}.origin"))?;
+            let name = site.name.clone().unwrap_or_else(|| site.hosts[0].clone());
+            sites.push(SiteConfig { name, hosts: lowercase(&site.hosts), origin });
+        }
+        if !file.origin.urls.is_empty() {
+            check_hosts(&file.server.hosts, source, "server.hosts")?;
+            let origin = origin_config(&file.origin, base, source, "origin")?;
+            sites.push(SiteConfig { name: "default".into(), hosts: lowercase(&file.server.hosts), origin });
+        }
+        let unknown_host_status = match file.server.unknown_host_status {
+            404 => StatusCode::NOT_FOUND,
+            421 => StatusCode::MISDIRECTED_REQUEST,
+            other => bail!("{source}: server.unknown_host_status = {other}: use 421 or 404"),
+        };
+        if !(0.0..=10.0).contains(&file.retry_budget.ratio) || file.retry_budget.min_per_sec < 0.0 {
+            bail!("{source}: retry_budget.ratio must be within 0..10 and retry_budget.min_per_sec at least 0");
         }
         let pass_methods = file
             .server
@@ -228,12 +340,6 @@ impl NodeConfig {
                 Ok(method)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        for (i, host) in file.server.hosts.iter().enumerate() {
-            let name = host.strip_prefix("*.").unwrap_or(host);
-            if name.is_empty() || name.contains(['*', ':', '/', ' ']) {
-                bail!("{source}: server.hosts[{i}] = {host:?}: give a host name or *.domain");
-            }
-        }
         if file.cache.memory_size.as_u64() < 1024 * 1024 {
             bail!("{source}: cache.memory_size = {} is below the 1 MiB minimum", file.cache.memory_size);
         }
@@ -241,15 +347,11 @@ impl NodeConfig {
             bail!("{source}: limits.max_header_bytes is too large");
         }
         let max_header_bytes = file.limits.max_header_bytes.as_u64() as usize;
-        let mut origin = OriginConfig::new(endpoints);
-        origin.host = file.origin.host;
-        origin.connect_timeout = file.origin.connect_timeout;
-        origin.header_timeout = file.origin.header_timeout;
-        origin.body_idle_timeout = file.origin.body_idle_timeout;
         Ok(NodeConfig {
             listen,
             handler: HandlerConfig {
-                hosts: file.server.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                unknown_host_status,
+                max_stale_on_error: file.cache.max_stale_on_error,
                 max_object_size: file.cache.max_object_size.as_u64(),
                 max_uri_len: file.limits.max_uri_length,
                 max_header_bytes,
@@ -265,9 +367,87 @@ impl NodeConfig {
                 drain_timeout: file.server.drain_timeout,
             },
             store: StoreConfig { memory_size: file.cache.memory_size.as_u64() },
-            origin,
+            sites,
+            retry_ratio: file.retry_budget.ratio,
+            retry_min_per_sec: file.retry_budget.min_per_sec,
         })
     }
+}
+
+fn lowercase(hosts: &[String]) -> Vec<String> {
+    hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
+}
+
+fn check_hosts(hosts: &[String], source: &str, key: &str) -> anyhow::Result<()> {
+    for (i, host) in hosts.iter().enumerate() {
+        let name = host.strip_prefix("*.").unwrap_or(host);
+        if name.is_empty() || name.contains(['*', ':', '/', ' ']) {
+            bail!("{source}: {key}[{i}] = {host:?}: give a host name or *.domain");
+        }
+    }
+    Ok(())
+}
+
+/// Converts one `[origin]` table; `key` names it in errors.
+fn origin_config(section: &OriginSection, base: &Path, source: &str, key: &str) -> anyhow::Result<OriginConfig> {
+    if section.urls.is_empty() {
+        bail!("{source}: {key}.urls is empty; give at least one origin");
+    }
+    let endpoint = |url: &str, at: String| -> anyhow::Result<Endpoint> {
+        let mut endpoint = Endpoint::parse(url).map_err(|e| anyhow::anyhow!("{source}: {at} = {url:?}: {e}"))?;
+        if let Endpoint::Directory { root, cache_control } = &mut endpoint {
+            if root.is_relative() {
+                *root = base.join(&*root);
+            }
+            if !root.is_dir() {
+                bail!("{source}: {at} = {url:?}: {} is not a directory", root.display());
+            }
+            cache_control.clone_from(&section.directory_cache_control);
+        }
+        Ok(endpoint)
+    };
+    let mut members = Vec::new();
+    for (i, entry) in section.urls.iter().enumerate() {
+        if entry.weight() == 0 {
+            bail!("{source}: {key}.urls[{i}].weight must be at least 1");
+        }
+        members.push(Member { endpoint: endpoint(entry.url(), format!("{key}.urls[{i}]"))?, weight: entry.weight() });
+    }
+    let fallback = match &section.fallback {
+        Some(url) => Some(endpoint(url, format!("{key}.fallback"))?),
+        None => None,
+    };
+    if section.failure_threshold == 0 {
+        bail!("{source}: {key}.failure_threshold must be at least 1");
+    }
+    if section.health_check_interval.is_zero() {
+        bail!("{source}: {key}.health_check_interval must be above zero");
+    }
+    let health_check_path = match section.health_check_path.as_str() {
+        "" => None,
+        path if path.starts_with('/') => Some(path.to_owned()),
+        path => bail!("{source}: {key}.health_check_path = {path:?} must start with /"),
+    };
+    let mut origin = OriginConfig::new(Vec::new());
+    origin.members = members;
+    origin.fallback = fallback;
+    origin.host.clone_from(&section.host);
+    origin.connect_timeout = section.connect_timeout;
+    origin.header_timeout = section.header_timeout;
+    origin.body_idle_timeout = section.body_idle_timeout;
+    origin.retry = RetryPolicy {
+        hold_budget: section.hold_budget,
+        base_backoff: section.retry_base_backoff,
+        max_backoff: section.retry_max_backoff.max(section.retry_base_backoff),
+    };
+    origin.health = HealthConfig {
+        failure_threshold: section.failure_threshold,
+        base_ejection: section.ejection,
+        max_ejection: section.max_ejection.max(section.ejection),
+        check_path: health_check_path,
+        check_interval: section.health_check_interval,
+    };
+    Ok(origin)
 }
 
 #[cfg(test)]
@@ -298,8 +478,39 @@ mod tests {
         assert!(error.contains("server.listen[0]"), "{error}");
         let error = parse("[origin]\nurls = []\n").unwrap_err().to_string();
         assert!(error.contains("origin.urls"), "{error}");
+        let error = parse("[[site]]\nhosts = [\"a.example\"]\n[site.origin]\nurls = [\"gopher://x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("site[0].origin.urls[0]"), "{error}");
+        let error = parse("[server]\nunknown_host_status = 500\n[origin]\nurls = [\"http://127.0.0.1:1\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("server.unknown_host_status"), "{error}");
         let error = parse("[cache]\nmemory_size = \"lots\"\n").unwrap_err().to_string();
         assert!(error.contains("memory_size"), "{error}");
+    }
+
+    #[test]
+    fn sites_weights_and_fallback() {
+        let text = r#"
+[origin]
+urls = ["http://127.0.0.1:1", { url = "http://127.0.0.1:2", weight = 3 }]
+fallback = "http://127.0.0.1:3"
+hold_budget = "4s"
+
+[[site]]
+hosts = ["app.example", "*.cdn.example"]
+[site.origin]
+urls = ["http://127.0.0.1:4"]
+"#;
+        let config = parse(text).unwrap();
+        assert_eq!(config.sites.len(), 2);
+        assert_eq!(config.sites[0].hosts, ["app.example", "*.cdn.example"]);
+        let default = &config.sites[1];
+        assert!(default.hosts.is_empty());
+        assert_eq!(default.origin.members.iter().map(|m| m.weight).collect::<Vec<_>>(), [1, 3]);
+        assert!(default.origin.fallback.is_some());
+        assert_eq!(default.origin.retry.hold_budget, Duration::from_secs(4));
     }
 
     #[test]

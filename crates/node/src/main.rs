@@ -69,11 +69,13 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     // Parse, then convert, so value errors are found too.
     config::read_file(file)?;
     let config = NodeConfig::load(Some(file), Overrides::default())?;
+    let origins: usize = config.sites.iter().map(|s| s.origin.members.len()).sum();
     println!(
-        "{}: ok ({} listener(s), {} origin(s))",
+        "{}: ok ({} listener(s), {} site(s), {} origin(s))",
         file.display(),
         config.listen.len(),
-        config.origin.endpoints.len()
+        config.sites.len(),
+        origins
     );
     Ok(())
 }

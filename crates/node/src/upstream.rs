@@ -14,6 +14,10 @@ impl OriginUpstream {
     pub fn new(client: Client) -> OriginUpstream {
         OriginUpstream { client }
     }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
 }
 
 impl Upstream for OriginUpstream {
@@ -30,6 +34,7 @@ impl Upstream for OriginUpstream {
                 content_type: pass.content_type,
                 content_length: pass.content_length,
             }),
+            hold: request.hold,
         };
         Box::pin(async move {
             match self.client.send(request).await {
@@ -37,7 +42,7 @@ impl Upstream for OriginUpstream {
                     origin,
                     response: response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()),
                 }),
-                Err(error) => Err(UpstreamError { reason: error.to_string(), timeout: error.kind().is_timeout() }),
+                Err(error) => Err(UpstreamError { reason: error.to_string(), status: error.kind().client_status() }),
             }
         })
     }

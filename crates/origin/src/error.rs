@@ -1,18 +1,24 @@
 use std::fmt;
 use std::time::Duration;
 
+use http::StatusCode;
+
 /// What went wrong talking to an origin.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum OriginErrorKind {
     #[error("no origin is configured")]
     NoOrigin,
+    #[error("every origin is ejected after failures")]
+    NoHealthyOrigin,
     #[error("connect failed: {0}")]
     Connect(String),
     #[error("no response head within {0:?}")]
     HeaderTimeout(Duration),
     #[error("body stalled for more than {0:?}")]
     BodyTimeout(Duration),
+    #[error("answered {0}")]
+    Status(StatusCode),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("body error: {0}")]
@@ -24,14 +30,21 @@ pub enum OriginErrorKind {
 }
 
 impl OriginErrorKind {
-    /// The origin was never reached, so another endpoint may be tried.
-    pub fn is_connect(&self) -> bool {
-        matches!(self, OriginErrorKind::Connect(_))
-    }
-
-    /// A timeout, which a client sees as 504 rather than 502.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, OriginErrorKind::HeaderTimeout(_) | OriginErrorKind::BodyTimeout(_))
+    /// The status a client gets when this is the last error of a request:
+    /// 504 for timeouts, 503 when the origin is down (refused, ejected, or
+    /// said so itself), 502 for everything else the origin got wrong.
+    pub fn client_status(&self) -> StatusCode {
+        match self {
+            OriginErrorKind::HeaderTimeout(_) | OriginErrorKind::BodyTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            OriginErrorKind::Status(status) if *status == StatusCode::GATEWAY_TIMEOUT => StatusCode::GATEWAY_TIMEOUT,
+            OriginErrorKind::Status(status) if *status == StatusCode::SERVICE_UNAVAILABLE => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            OriginErrorKind::NoHealthyOrigin | OriginErrorKind::NoOrigin | OriginErrorKind::Connect(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::BAD_GATEWAY,
+        }
     }
 }
 

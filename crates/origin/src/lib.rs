@@ -1,8 +1,10 @@
 //! holdfast-origin: how holdfast talks to origins.
 //!
-//! - [`Client`]: a pooled hyper client (keep-alive; connect, header and body
-//!   timeouts) over one or more origin endpoints, trying the next endpoint
-//!   when one refuses the connection.
+//! - [`Client`]: an origin group: a pooled hyper client (keep-alive;
+//!   connect, header and body timeouts) over weighted origin endpoints and an
+//!   optional fallback, with retries paced by backoff and jitter inside a
+//!   per-request hold budget, a node-wide [`RetryBudget`], passive ejection
+//!   and a circuit breaker per origin, and active health checks.
 //! - [`OriginRequest`]: the outgoing request is built from an allow-list
 //!   (method, path and query, Host, normalised Accept-Encoding, validators),
 //!   never by forwarding the client's headers (catalogue S01).
@@ -11,24 +13,31 @@
 
 pub mod directory;
 mod error;
+mod health;
+pub mod retry;
+mod stats;
 mod timeout;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, Scheme};
-use http::{Method, Request, Response, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
 
 pub use error::{OriginError, OriginErrorKind};
+use health::{Availability, Health};
+pub use health::{BreakerState, HealthConfig};
+pub use retry::{RetryBudget, RetryPolicy};
+pub use stats::{MemberStatus, OriginStats, OriginStatsSnapshot};
 use timeout::IdleTimeoutBody;
 
 /// Response bodies from any origin.
@@ -86,10 +95,27 @@ impl Endpoint {
     }
 }
 
-/// Typed origin-client settings.
+/// One origin of a group, with its share of the traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub endpoint: Endpoint,
+    /// Relative share of requests among healthy members (at least 1).
+    pub weight: u32,
+}
+
+impl Member {
+    pub fn new(endpoint: Endpoint) -> Member {
+        Member { endpoint, weight: 1 }
+    }
+}
+
+/// Typed settings of one origin group.
 #[derive(Debug, Clone)]
 pub struct OriginConfig {
-    pub endpoints: Vec<Endpoint>,
+    pub members: Vec<Member>,
+    /// Used when every member is ejected or has failed this request: another
+    /// replica set, a shield, or an object-store endpoint.
+    pub fallback: Option<Endpoint>,
     /// Host header sent to the origin; the client's Host when `None`.
     pub host: Option<String>,
     pub connect_timeout: Duration,
@@ -99,18 +125,23 @@ pub struct OriginConfig {
     pub body_idle_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    pub retry: RetryPolicy,
+    pub health: HealthConfig,
 }
 
 impl OriginConfig {
     pub fn new(endpoints: Vec<Endpoint>) -> OriginConfig {
         OriginConfig {
-            endpoints,
+            members: endpoints.into_iter().map(Member::new).collect(),
+            fallback: None,
             host: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            retry: RetryPolicy::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -130,6 +161,9 @@ pub struct OriginRequest {
     pub if_modified_since: Option<HeaderValue>,
     /// A request body, for methods configured to pass through uncached.
     pub body: Option<PassBody>,
+    /// Wait out origin trouble within the hold budget (true), or give up
+    /// after one pass over the origins (false: a stale copy is at hand).
+    pub hold: bool,
 }
 
 /// A client request body relayed to the origin, with its framing headers.
@@ -145,7 +179,9 @@ impl std::fmt::Debug for PassBody {
     }
 }
 
-/// A pooled client over the configured endpoints.
+type HttpClient = HyperClient<HttpConnector, BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>;
+
+/// An origin group: its members, fallback, health and counters.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -153,12 +189,35 @@ pub struct Client {
 
 struct Inner {
     config: OriginConfig,
-    http: HyperClient<HttpConnector, BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>,
-    next: AtomicUsize,
+    http: HttpClient,
+    /// Members first, then the fallback (if any) at the end.
+    targets: Vec<Target>,
+    budget: Arc<RetryBudget>,
+    stats: OriginStats,
+}
+
+struct Target {
+    endpoint: Endpoint,
+    label: String,
+    weight: u32,
+    fallback: bool,
+    health: Health,
+}
+
+/// Statuses that mean "this origin cannot answer now": retried for GET and
+/// HEAD, and never relayed or stored in place of a good object.
+fn status_is_retryable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
 }
 
 impl Client {
+    /// A client with its own retry budget (tests, single-site nodes).
     pub fn new(config: OriginConfig) -> Client {
+        Client::with_budget(config, Arc::new(RetryBudget::default()))
+    }
+
+    /// A client that shares the node-wide retry budget.
+    pub fn with_budget(config: OriginConfig, budget: Arc<RetryBudget>) -> Client {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
@@ -169,47 +228,262 @@ impl Client {
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .build(connector);
-        Client { inner: Arc::new(Inner { config, http, next: AtomicUsize::new(0) }) }
+        let members = config.members.iter().map(|m| (m.endpoint.clone(), m.weight.max(1), false));
+        let fallback = config.fallback.iter().map(|e| (e.clone(), 1, true));
+        let targets = members
+            .chain(fallback)
+            .map(|(endpoint, weight, fallback)| Target {
+                label: endpoint.label(),
+                endpoint,
+                weight,
+                fallback,
+                health: Health::new(),
+            })
+            .collect();
+        Client { inner: Arc::new(Inner { config, http, targets, budget, stats: OriginStats::default() }) }
     }
 
     pub fn config(&self) -> &OriginConfig {
         &self.inner.config
     }
 
-    /// Sends the request to one endpoint, moving to the next one when an
-    /// endpoint cannot be connected to (requests without a body only: a
-    /// streamed body cannot be replayed). Returns the response head once it
-    /// has arrived; the body streams with an idle timeout.
+    pub fn stats(&self) -> &OriginStats {
+        &self.inner.stats
+    }
+
+    /// Health of each origin (members, then the fallback).
+    pub fn members(&self) -> Vec<MemberStatus> {
+        self.inner
+            .targets
+            .iter()
+            .map(|t| MemberStatus {
+                origin: t.label.clone(),
+                fallback: t.fallback,
+                breaker: t.health.breaker(),
+                consecutive_failures: t.health.consecutive_failures(),
+            })
+            .collect()
+    }
+
+    /// Starts the active health checks (HTTP members only). They stop when
+    /// the last handle to this client is dropped.
+    pub fn spawn_health_checks(&self) {
+        let Some(path) = self.inner.config.health.check_path.clone() else { return };
+        let interval = self.inner.config.health.check_interval;
+        for index in 0..self.inner.targets.len() {
+            if !matches!(self.inner.targets[index].endpoint, Endpoint::Http { .. }) {
+                continue;
+            }
+            let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+            let path = path.clone();
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(interval);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticker.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.check(index, &path).await;
+                }
+            });
+        }
+    }
+
+    /// Sends a request to the group and returns the origin's label and its
+    /// response once the head has arrived; the body streams with an idle
+    /// timeout.
+    ///
+    /// GET and HEAD are retried on refused or broken connections, timeouts
+    /// and 502/503/504, on another healthy origin when there is one, with
+    /// backoff and jitter, inside the hold budget and the node's retry
+    /// budget. While every origin is ejected the request waits (holds) for
+    /// one to recover instead of failing. Requests with a body get one try.
     pub async fn send(&self, mut request: OriginRequest) -> Result<(String, Response<OriginBody>), OriginError> {
-        let endpoints = &self.inner.config.endpoints;
-        if endpoints.is_empty() {
+        let inner = &self.inner;
+        if inner.targets.is_empty() {
             return Err(OriginError::new(OriginErrorKind::NoOrigin, "none".into()));
         }
-        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        let attempts = if request.body.is_some() { 1 } else { endpoints.len() };
-        let mut last_error = None;
-        for i in 0..attempts {
-            let endpoint = &endpoints[(start + i) % endpoints.len()];
-            let label = endpoint.label();
-            let result = match endpoint {
-                Endpoint::Directory { root, cache_control } => directory::serve(root, cache_control, &request).await,
-                Endpoint::Http { authority } => self.send_http(authority, &mut request).await,
-            };
-            match result {
-                Ok(response) => return Ok((label, response)),
-                Err(kind) => {
-                    let error = OriginError::new(kind, label);
-                    tracing::debug!(origin = %error.origin(), error = %error, "origin attempt failed");
-                    let next = error.kind().is_connect();
-                    last_error = Some(error);
-                    if !next {
-                        break;
+        inner.stats.requests.inc();
+        inner.budget.deposit();
+        let started = Instant::now();
+        let deadline = started + if request.hold { inner.config.retry.hold_budget } else { Duration::ZERO };
+        let retryable_method =
+            request.body.is_none() && (request.method == Method::GET || request.method == Method::HEAD);
+        let mut tried = vec![false; inner.targets.len()];
+        let mut attempts: u32 = 0;
+        let mut last_error: Option<OriginError> = None;
+        let result = loop {
+            let pass_done = tried.iter().all(|t| *t);
+            if attempts > 0 && (!retryable_method || (pass_done && Instant::now() >= deadline)) {
+                break Err(last_error.take());
+            }
+            let (index, trial) = match inner.choose(&tried, Instant::now()) {
+                Choice::Use(index, trial) => (index, trial),
+                Choice::WaitUntil(until) => {
+                    // Every origin is ejected: hold, without load on the origin.
+                    if Instant::now() >= deadline {
+                        break Err(last_error.take().or_else(|| {
+                            Some(OriginError::new(OriginErrorKind::NoHealthyOrigin, inner.group_label()))
+                        }));
                     }
+                    inner.stats.holds.inc();
+                    inner.wait_for_recovery(until.min(deadline)).await;
+                    tried.iter_mut().for_each(|t| *t = false);
+                    continue;
+                }
+            };
+            if attempts > 0 {
+                if !inner.budget.try_withdraw() {
+                    inner.stats.budget_exhausted.inc();
+                    if trial {
+                        inner.targets[index].health.release_trial();
+                    }
+                    if Instant::now() >= deadline {
+                        break Err(last_error.take());
+                    }
+                    // No token: hold a little instead of adding origin load.
+                    let pause = inner.config.retry.backoff(attempts).min(deadline - Instant::now());
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+                inner.stats.retries.inc();
+            }
+            attempts += 1;
+            tried[index] = true;
+            let target = &inner.targets[index];
+            let outcome = match &target.endpoint {
+                Endpoint::Directory { root, cache_control } => directory::serve(root, cache_control, &request).await,
+                Endpoint::Http { authority } => inner.send_http(authority, &mut request).await,
+            };
+            match outcome {
+                Ok(response) if retryable_method && status_is_retryable(response.status()) => {
+                    let status = response.status();
+                    drop(response);
+                    inner.record_failure(index);
+                    last_error = Some(OriginError::new(OriginErrorKind::Status(status), target.label.clone()));
+                }
+                Ok(response) => {
+                    target.health.success();
+                    break Ok((target.label.clone(), response));
+                }
+                Err(kind) => {
+                    inner.record_failure(index);
+                    tracing::debug!(origin = %target.label, error = %kind, attempt = attempts, "origin attempt failed");
+                    last_error = Some(OriginError::new(kind, target.label.clone()));
                 }
             }
+            if tried.iter().all(|t| *t) {
+                // Every origin had its chance: pause before the next round.
+                let now = Instant::now();
+                if now >= deadline {
+                    break Err(last_error.take());
+                }
+                tokio::time::sleep(inner.config.retry.backoff(attempts).min(deadline - now)).await;
+                tried.iter_mut().for_each(|t| *t = false);
+            }
+        };
+        let held = started.elapsed();
+        inner.stats.hold_time_ms.add(held.as_millis() as u64);
+        result.map_err(|error| {
+            inner.stats.failures.inc();
+            error.unwrap_or_else(|| OriginError::new(OriginErrorKind::NoHealthyOrigin, inner.group_label()))
+        })
+    }
+}
+
+/// Which origin a request goes to next.
+enum Choice {
+    /// This target; `true` if it is a half-open breaker's trial.
+    Use(usize, bool),
+    /// Nothing usable before this instant.
+    WaitUntil(Instant),
+}
+
+impl Inner {
+    fn group_label(&self) -> String {
+        self.targets.iter().map(|t| t.label.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Weighted random choice among ready members not yet tried; then a
+    /// half-open member's trial; then the fallback; else when to look again.
+    fn choose(&self, tried: &[bool], now: Instant) -> Choice {
+        let mut earliest: Option<Instant> = None;
+        let mut ready: Vec<usize> = Vec::new();
+        let mut trial: Option<usize> = None;
+        for (index, target) in self.targets.iter().enumerate() {
+            if tried[index] {
+                continue;
+            }
+            match target.health.peek(now) {
+                Availability::Ready if !target.fallback => ready.push(index),
+                Availability::Ready | Availability::Trial => {
+                    if trial.is_none() || (self.targets[trial.unwrap_or(0)].fallback && !target.fallback) {
+                        trial = Some(index);
+                    }
+                }
+                Availability::Wait(until) => earliest = Some(earliest.map_or(until, |e| e.min(until))),
+            }
         }
-        // The loop ran at least once, so an error was recorded.
-        Err(last_error.unwrap_or_else(|| OriginError::new(OriginErrorKind::NoOrigin, "none".into())))
+        if !ready.is_empty() {
+            let total: u32 = ready.iter().map(|i| self.targets[*i].weight).sum();
+            let mut pick = fastrand::u32(0..total.max(1));
+            for index in ready {
+                let weight = self.targets[index].weight;
+                if pick < weight {
+                    return Choice::Use(index, false);
+                }
+                pick -= weight;
+            }
+        }
+        if let Some(index) = trial {
+            match self.targets[index].health.acquire(now) {
+                Availability::Ready => return Choice::Use(index, false),
+                Availability::Trial => return Choice::Use(index, true),
+                Availability::Wait(until) => earliest = Some(earliest.map_or(until, |e| e.min(until))),
+            }
+        }
+        // Everything was tried this round or is ejected.
+        Choice::WaitUntil(earliest.unwrap_or(now + self.config.retry.base_backoff))
+    }
+
+    fn record_failure(&self, index: usize) {
+        let target = &self.targets[index];
+        if target.health.failure(&self.config.health, Instant::now()) {
+            self.stats.ejections.inc();
+            tracing::warn!(origin = %target.label, "origin ejected after consecutive failures");
+        }
+    }
+
+    /// Sleeps until `until`, or until any origin recovers.
+    async fn wait_for_recovery(&self, until: Instant) {
+        let notified: Vec<_> = self.targets.iter().map(|t| Box::pin(t.health.recovered.notified())).collect();
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => {}
+            _ = futures_util::future::select_all(notified) => {}
+        }
+    }
+
+    async fn check(&self, index: usize, path: &str) {
+        let target = &self.targets[index];
+        let Endpoint::Http { authority } = &target.endpoint else { return };
+        let mut request = OriginRequest {
+            method: Method::GET,
+            path_and_query: path.to_owned(),
+            host: self.config.host.clone().unwrap_or_else(|| authority.host().to_owned()),
+            accept_encoding: "identity",
+            if_none_match: None,
+            if_modified_since: None,
+            body: None,
+            hold: false,
+        };
+        let healthy = match self.send_http(authority, &mut request).await {
+            Ok(response) => !response.status().is_server_error(),
+            Err(_) => false,
+        };
+        if healthy {
+            target.health.success();
+        } else {
+            self.record_failure(index);
+        }
     }
 
     async fn send_http(
@@ -217,7 +491,7 @@ impl Client {
         authority: &Authority,
         request: &mut OriginRequest,
     ) -> Result<Response<OriginBody>, OriginErrorKind> {
-        let config = &self.inner.config;
+        let config = &self.config;
         let uri = Uri::builder()
             .scheme(Scheme::HTTP)
             .authority(authority.clone())
@@ -250,9 +524,9 @@ impl Client {
             None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
         };
         let outgoing = builder.body(body).map_err(|e| OriginErrorKind::BadRequest(e.to_string()))?;
-        let response = match tokio::time::timeout(config.header_timeout, self.inner.http.request(outgoing)).await {
+        let response = match tokio::time::timeout(config.header_timeout, self.http.request(outgoing)).await {
             Err(_) => return Err(OriginErrorKind::HeaderTimeout(config.header_timeout)),
-            Ok(Err(e)) if e.is_connect() => return Err(OriginErrorKind::Connect(e.to_string())),
+            Ok(Err(e)) if e.is_connect() => return Err(OriginErrorKind::Connect(error_chain(&e))),
             Ok(Err(e)) => return Err(OriginErrorKind::Protocol(error_chain(&e))),
             Ok(Ok(response)) => response,
         };

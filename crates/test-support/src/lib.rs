@@ -24,6 +24,10 @@ use tokio::task::JoinHandle;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The path tests point the node's active health checks at, so they are
+/// told apart from traffic.
+pub const HEALTH_PATH: &str = "/__health";
+
 /// How the fake origin answers one path.
 #[derive(Clone, Debug)]
 pub struct Reply {
@@ -145,15 +149,47 @@ impl Reply {
 #[derive(Default)]
 struct State {
     routes: HashMap<String, Reply>,
+    /// Answer for every path without a route (instead of `Reply::ok(path)`).
+    default: Option<Reply>,
     hits: HashMap<String, usize>,
     last_headers: HashMap<String, HeaderMap>,
 }
 
 /// A steerable origin on 127.0.0.1. Unknown paths get `Reply::ok(path)`.
+/// It can be stopped (listener closed, open connections reset) and
+/// restarted on the same port, like an origin pod that restarts.
 pub struct FakeOrigin {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
     task: JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+fn serve(listener: TcpListener, state: Arc<Mutex<State>>) -> Running {
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let state = Arc::clone(&state);
+            let mut stop_rx = stop_rx.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| answer(Arc::clone(&state), request));
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder.http1().timer(TokioTimer::new());
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = connection => {}
+                    // Dropping the connection closes its socket mid-flight.
+                    _ = stop_rx.wait_for(|stopped| *stopped) => {}
+                }
+            });
+        }
+    });
+    Running { task, stop }
 }
 
 impl FakeOrigin {
@@ -161,20 +197,32 @@ impl FakeOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake origin");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State::default()));
-        let shared = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let state = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| answer(Arc::clone(&state), request));
-                    let mut builder = auto::Builder::new(TokioExecutor::new());
-                    builder.http1().timer(TokioTimer::new());
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
-        FakeOrigin { addr, state, task }
+        let running = serve(listener, Arc::clone(&state));
+        FakeOrigin { addr, state, running: Mutex::new(Some(running)) }
+    }
+
+    /// Closes the listener and breaks every open connection: connections
+    /// to the port are refused until [`FakeOrigin::restart`].
+    pub async fn stop(&self) {
+        let running = self.running.lock().expect("origin state").take();
+        if let Some(running) = running {
+            running.stop.send_replace(true);
+            running.task.abort();
+            let _ = running.task.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&self) {
+        let listener = TcpListener::bind(self.addr).await.expect("rebind the fake origin's port");
+        let running = serve(listener, Arc::clone(&self.state));
+        *self.running.lock().expect("origin state") = Some(running);
+    }
+
+    /// Answers every path that has no route with `reply` (`None`: back to
+    /// `Reply::ok(path)`).
+    pub fn set_default(&self, reply: Option<Reply>) {
+        self.state.lock().expect("origin state").default = reply;
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -196,9 +244,10 @@ impl FakeOrigin {
         self.state.lock().expect("origin state").hits.get(path).copied().unwrap_or(0)
     }
 
-    /// Requests received in all.
+    /// Requests received in all, health checks on [`HEALTH_PATH`] aside.
     pub fn total_hits(&self) -> usize {
-        self.state.lock().expect("origin state").hits.values().sum()
+        let state = self.state.lock().expect("origin state");
+        state.hits.iter().filter(|(path, _)| path.as_str() != HEALTH_PATH).map(|(_, n)| n).sum()
     }
 
     /// The headers of the last request for a path.
@@ -209,7 +258,12 @@ impl FakeOrigin {
 
 impl Drop for FakeOrigin {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Ok(mut running) = self.running.lock()
+            && let Some(running) = running.take()
+        {
+            running.stop.send_replace(true);
+            running.task.abort();
+        }
     }
 }
 
@@ -222,7 +276,12 @@ async fn answer(
         let mut state = state.lock().expect("origin state");
         *state.hits.entry(path.clone()).or_default() += 1;
         state.last_headers.insert(path.clone(), request.headers().clone());
-        state.routes.get(&path).cloned().unwrap_or_else(|| Reply::ok(path.clone().into_bytes()))
+        state
+            .routes
+            .get(&path)
+            .or(state.default.as_ref())
+            .cloned()
+            .unwrap_or_else(|| Reply::ok(path.clone().into_bytes()))
     };
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
@@ -392,5 +451,68 @@ pub async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> 
     while !check() {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A keep-alive HTTP/1.1 client that reconnects after errors: load for
+/// scenario tests without exhausting ephemeral ports.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>>,
+}
+
+/// What one request of a load run got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Status, x-cache, and whether the body arrived whole.
+    Answered { status: u16, x_cache: String, complete: bool },
+    /// No response at all (connection refused, reset before the head).
+    Failed(String),
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr) -> KeepAlive {
+        KeepAlive { addr, sender: None }
+    }
+
+    pub async fn get(&mut self, target: &str) -> Outcome {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream = match tokio::net::TcpStream::connect(self.addr).await {
+                Ok(stream) => stream,
+                Err(e) => return Outcome::Failed(e.to_string()),
+            };
+            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+                Ok((sender, connection)) => {
+                    tokio::spawn(connection);
+                    self.sender = Some(sender);
+                }
+                Err(e) => return Outcome::Failed(e.to_string()),
+            }
+        }
+        let Some(sender) = self.sender.as_mut() else { return Outcome::Failed("no connection".into()) };
+        if sender.ready().await.is_err() {
+            self.sender = None;
+            return Outcome::Failed("connection closed".into());
+        }
+        // The same Host as `get` and `send`, so both share cache keys.
+        let request = Request::get(target)
+            .header("host", self.addr.to_string())
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("valid request");
+        match sender.send_request(request).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let x_cache = response.headers().get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let complete = response.into_body().collect().await.is_ok();
+                if !complete {
+                    self.sender = None;
+                }
+                Outcome::Answered { status, x_cache, complete }
+            }
+            Err(e) => {
+                self.sender = None;
+                Outcome::Failed(e.to_string())
+            }
+        }
     }
 }

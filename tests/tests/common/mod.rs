@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use holdfast_node::config::FileConfig;
+use holdfast_node::config::{FileConfig, OriginEntry};
 use holdfast_node::{NodeConfig, Overrides, RunningNode};
 use holdfast_test::FakeOrigin;
 
@@ -23,7 +23,10 @@ pub async fn within<T>(future: impl Future<Output = T>) -> T {
 pub async fn node_with(origin: &FakeOrigin, tweak: impl FnOnce(&mut FileConfig)) -> (RunningNode, SocketAddr) {
     let mut file = FileConfig::default();
     file.server.listen = vec!["127.0.0.1:0".into()];
-    file.origin.urls = vec![origin.url()];
+    file.origin.urls = urls(&[origin.url()]);
+    // Keep test timing short: fast checks, short ejections.
+    file.origin.health_check_interval = Duration::from_millis(200);
+    file.origin.health_check_path = holdfast_test::HEALTH_PATH.to_owned();
     tweak(&mut file);
     let config =
         NodeConfig::from_file(file, Path::new("."), "test config", Overrides::default()).expect("valid config");
@@ -34,4 +37,9 @@ pub async fn node_with(origin: &FakeOrigin, tweak: impl FnOnce(&mut FileConfig))
 
 pub async fn node(origin: &FakeOrigin) -> (RunningNode, SocketAddr) {
     node_with(origin, |_| {}).await
+}
+
+/// Origin URLs as config entries.
+pub fn urls(urls: &[String]) -> Vec<OriginEntry> {
+    urls.iter().cloned().map(OriginEntry::Url).collect()
 }

@@ -1,0 +1,77 @@
+//! Counters of an origin group, read by the node's stats and metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::BreakerState;
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn inc(&self) {
+        self.add(1);
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one origin group.
+#[derive(Debug, Default)]
+pub struct OriginStats {
+    /// Requests handed to the group.
+    pub requests: Counter,
+    /// Requests that got no usable response within their budget.
+    pub failures: Counter,
+    /// Attempts after the first.
+    pub retries: Counter,
+    /// Retries refused by the node-wide retry budget.
+    pub budget_exhausted: Counter,
+    /// Times a request waited because every origin was ejected.
+    pub holds: Counter,
+    /// Origins ejected by passive health (breaker opened).
+    pub ejections: Counter,
+    /// Total time requests spent in the group, including holds.
+    pub hold_time_ms: Counter,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginStatsSnapshot {
+    pub requests: u64,
+    pub failures: u64,
+    pub retries: u64,
+    pub budget_exhausted: u64,
+    pub holds: u64,
+    pub ejections: u64,
+    pub hold_time_ms: u64,
+}
+
+impl OriginStats {
+    pub fn snapshot(&self) -> OriginStatsSnapshot {
+        OriginStatsSnapshot {
+            requests: self.requests.get(),
+            failures: self.failures.get(),
+            retries: self.retries.get(),
+            budget_exhausted: self.budget_exhausted.get(),
+            holds: self.holds.get(),
+            ejections: self.ejections.get(),
+            hold_time_ms: self.hold_time_ms.get(),
+        }
+    }
+}
+
+/// Health of one origin, for stats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub origin: String,
+    pub fallback: bool,
+    pub breaker: BreakerState,
+    pub consecutive_failures: u32,
+}
