@@ -55,6 +55,11 @@ impl Key {
     pub fn from_bytes(bytes: [u8; 32]) -> Key {
         Key(bytes)
     }
+
+    /// The lowercase hex form, used for file names.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
 }
 
 impl fmt::Debug for Key {
@@ -77,6 +82,26 @@ impl Digest {
     /// The lowercase hex form, used in logs and file names.
     pub fn to_hex(&self) -> String {
         hex(&self.0)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Digest {
+        Digest(bytes)
+    }
+
+    /// Parses the hex form (a blob's file name).
+    pub fn from_hex(text: &str) -> Option<Digest> {
+        if text.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Digest(out))
     }
 }
 

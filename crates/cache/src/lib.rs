@@ -10,15 +10,20 @@
 //! - [`policy`]: RFC 9111 storability, freshness lifetime and age.
 //! - [`store`]: metadata per key and bodies stored once per BLAKE3 digest,
 //!   in a byte-weighted memory tier.
+//! - [`disk`]: the disk tier: BLAKE3-named body files verified on read,
+//!   checksummed metadata files, atomic renames, LRU eviction.
 //! - [`encoding`]: `Accept-Encoding` normalisation, so client header
 //!   variations do not split the cache.
 
+mod codec;
 pub mod control;
+pub mod disk;
 pub mod encoding;
 pub mod key;
 pub mod policy;
 pub mod store;
 
+pub use disk::{DiskConfig, DiskStats, DiskTier, FsyncPolicy};
 pub use key::{Digest, DigestBuilder, Key};
 pub use policy::{NoStoreReason, Storable};
 pub use store::{Hit, Lookup, Meta, Store, StoreConfig, StoreStats};

@@ -178,7 +178,7 @@ impl Meta {
     }
 }
 
-fn surrogate_tags(headers: &HeaderMap) -> Vec<String> {
+pub(crate) fn surrogate_tags(headers: &HeaderMap) -> Vec<String> {
     let mut tags = Vec::new();
     let fields = [(HeaderName::from_static("surrogate-key"), ' '), (HeaderName::from_static("cache-tag"), ',')];
     for (name, separator) in fields {

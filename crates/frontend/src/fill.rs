@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use holdfast_cache::policy::{self, Exchange};
-use holdfast_cache::{DigestBuilder, Hit, Key, Meta, NoStoreReason, Storable, Store};
+use holdfast_cache::{DigestBuilder, DiskTier, Hit, Key, Meta, NoStoreReason, Storable, Store};
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 use http_body::{Body, Frame};
@@ -256,6 +256,7 @@ impl Inflight {
 pub(crate) struct FillJob {
     pub upstream: Arc<dyn Upstream>,
     pub store: Store,
+    pub disk: Option<Arc<DiskTier>>,
     pub primary: Key,
     /// The leader's request headers, with Accept-Encoding normalised: they
     /// select the variant the response is stored under.
@@ -286,6 +287,7 @@ impl FillJob {
         let FillJob {
             upstream,
             store,
+            disk,
             primary,
             request_headers,
             url,
@@ -321,12 +323,16 @@ impl FillJob {
                 let merged = hit.meta.merged_headers(&headers);
                 let hit = match policy::evaluate(hit.meta.status, &merged, exchange) {
                     Ok(storable) => {
-                        let meta = hit.meta.freshened(&headers, storable, exchange);
-                        Hit { meta: store.update(&primary, &request_headers, meta), body: hit.body }
+                        let meta =
+                            store.update(&primary, &request_headers, hit.meta.freshened(&headers, storable, exchange));
+                        let (stored, request) = (Arc::clone(&meta), request_headers.clone());
+                        on_disk(disk, move |disk| disk.update(&primary, &request, &stored));
+                        Hit { meta, body: hit.body }
                     }
                     // The origin now forbids storing it: serve this once, forget it.
                     Err(_) => {
                         store.remove(&primary);
+                        on_disk(disk, move |disk| disk.remove(&primary));
                         let meta = Meta { headers: merged, ..Meta::clone(&hit.meta) };
                         Hit { meta: Arc::new(meta), body: hit.body }
                     }
@@ -423,9 +429,18 @@ impl FillJob {
         } else if let Ok(storable) = storable {
             let body = concat(&fill.lock().chunks, received);
             let meta = Meta::new(url, parts.status, headers, storable, exchange, hasher.finish(), received);
-            store.insert(&primary, &request_headers, meta, body);
+            let meta = store.insert(&primary, &request_headers, meta, body.clone());
+            on_disk(disk, move |disk| disk.insert(&primary, &request_headers, &meta, &body));
         }
         fill.finish(end);
+    }
+}
+
+/// Runs a disk-tier write off the async threads, detached: the response
+/// does not wait for it, and a kill during it leaves only a temporary file.
+fn on_disk(disk: Option<Arc<DiskTier>>, write: impl FnOnce(&DiskTier) + Send + 'static) {
+    if let Some(disk) = disk {
+        tokio::task::spawn_blocking(move || write(&disk));
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use holdfast_cache::encoding::normalize_accept_encoding;
-use holdfast_cache::{Hit, Key, Lookup, Store};
+use holdfast_cache::{DiskTier, Hit, Key, Lookup, Store};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
@@ -146,6 +146,8 @@ pub struct Handler {
     config: HandlerConfig,
     store: Store,
     sites: Vec<Site>,
+    /// The disk tier behind the memory tier, if configured.
+    disk: Option<Arc<DiskTier>>,
     inflight: Arc<Inflight>,
     /// Responses by cache result, indexed like `CacheResult::ALL`.
     results: [AtomicU64; 6],
@@ -153,7 +155,18 @@ pub struct Handler {
 
 impl Handler {
     pub fn new(config: HandlerConfig, store: Store, sites: Vec<Site>) -> Handler {
-        Handler { config, store, sites, inflight: Arc::default(), results: Default::default() }
+        Handler { config, store, sites, disk: None, inflight: Arc::default(), results: Default::default() }
+    }
+
+    /// Puts a disk tier behind the memory tier: memory misses are looked up
+    /// there (verified, then promoted), and stored objects are written there.
+    pub fn with_disk(mut self, disk: Arc<DiskTier>) -> Handler {
+        self.disk = Some(disk);
+        self
+    }
+
+    pub fn disk(&self) -> Option<&Arc<DiskTier>> {
+        self.disk.as_ref()
     }
 
     /// A handler with one site that answers every host (tests, simple nodes).
@@ -257,7 +270,7 @@ impl Handler {
         // HEAD shares GET's entry: a HEAD miss fills the cache with a GET.
         let primary = Key::primary("GET", scheme, &request.host, &request.path_and_query);
         let now = SystemTime::now();
-        Ok(match self.store.lookup(&primary, &request.headers, now) {
+        Ok(match self.lookup(&primary, &request.headers, now).await {
             Lookup::Fresh(hit) => respond_from_store(&request, hit, CacheResult::Hit, now),
             Lookup::Stale(hit) if hit.meta.within_stale_while_revalidate(now) => {
                 // Serve the stale copy now; one background refresh per key.
@@ -270,6 +283,19 @@ impl Handler {
             Lookup::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
             Lookup::Miss => self.fill(&request, primary, None).await,
         })
+    }
+
+    /// Memory tier, then disk tier (read and verified off the async
+    /// threads, then promoted to memory).
+    async fn lookup(&self, primary: &Key, headers: &HeaderMap, now: SystemTime) -> Lookup {
+        let lookup = self.store.lookup(primary, headers, now);
+        let (Lookup::Miss, Some(disk)) = (&lookup, &self.disk) else { return lookup };
+        let (disk, key, request) = (Arc::clone(disk), *primary, headers.clone());
+        let Ok(Some((meta, body))) = tokio::task::spawn_blocking(move || disk.lookup(&key, &request)).await else {
+            return Lookup::Miss;
+        };
+        let hit = Hit { meta: self.store.insert(primary, headers, meta, body.clone()), body };
+        if hit.meta.is_fresh(now) { Lookup::Fresh(hit) } else { Lookup::Stale(hit) }
     }
 
     fn check_limits(&self, parts: &Parts) -> Result<(), Refusal> {
@@ -337,6 +363,7 @@ impl Handler {
         FillJob {
             upstream: Arc::clone(&self.sites[request.site].upstream),
             store: self.store.clone(),
+            disk: self.disk.clone(),
             primary,
             request_headers: request.headers.clone(),
             url: request.url(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytesize::ByteSize;
-use holdfast_cache::StoreConfig;
+use holdfast_cache::{DiskConfig, FsyncPolicy, StoreConfig};
 use holdfast_frontend::{HandlerConfig, ServerConfig, handler};
 use holdfast_origin::{Endpoint, HealthConfig, Member, OriginConfig, RetryPolicy};
 use http::{Method, StatusCode};
@@ -20,6 +20,13 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Memory for cached bodies and metadata.
 pub const DEFAULT_MEMORY_SIZE: ByteSize = ByteSize::mib(256);
+/// Body bytes kept in the disk tier.
+pub const DEFAULT_DISK_SIZE: ByteSize = ByteSize::gib(10);
+/// The admin listener (loopback: probes run on the same host or pod).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+/// Between readiness turning false and the listeners closing: time for a
+/// load balancer to notice.
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(1);
 
 /// The TOML file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +38,7 @@ pub struct FileConfig {
     /// The default site's origins (serving `server.hosts`, or any host).
     pub origin: OriginSection,
     pub retry_budget: RetryBudgetSection,
+    pub admin: AdminSection,
     /// Further sites, each with its own hosts and origins.
     pub site: Vec<SiteSection>,
 }
@@ -41,6 +49,19 @@ pub struct SiteSection {
     pub name: Option<String>,
     pub hosts: Vec<String>,
     pub origin: OriginSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Admin listener address; "" turns it off.
+    pub listen: String,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection { listen: DEFAULT_ADMIN_LISTEN.to_owned() }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +97,12 @@ pub struct ServerSection {
     pub header_read_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Readiness is false this long before the listeners close on SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
+    /// Unix socket for zero-downtime upgrades; default derived from the
+    /// first listen address, in the temporary directory.
+    pub control_socket: Option<PathBuf>,
     pub h2_max_concurrent_streams: u32,
 }
 
@@ -89,6 +116,8 @@ impl Default for ServerSection {
             pass_methods: Vec::new(),
             header_read_timeout: defaults.header_read_timeout,
             drain_timeout: defaults.drain_timeout,
+            shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
+            control_socket: None,
             h2_max_concurrent_streams: defaults.h2_max_concurrent_streams,
         }
     }
@@ -121,6 +150,11 @@ pub struct CacheSection {
     /// as long as it is stored.
     #[serde(with = "humantime_serde")]
     pub max_stale_on_error: Option<Duration>,
+    /// Disk tier directory (relative to the config file); memory only when unset.
+    pub dir: Option<PathBuf>,
+    pub disk_size: ByteSize,
+    /// "never" (survives process kills) or "always" (survives power loss).
+    pub fsync: String,
 }
 
 impl Default for CacheSection {
@@ -129,6 +163,9 @@ impl Default for CacheSection {
             memory_size: DEFAULT_MEMORY_SIZE,
             max_object_size: ByteSize::b(handler::DEFAULT_MAX_OBJECT_SIZE),
             max_stale_on_error: None,
+            dir: None,
+            disk_size: DEFAULT_DISK_SIZE,
+            fsync: "never".to_owned(),
         }
     }
 }
@@ -224,6 +261,8 @@ pub struct Overrides {
     pub origins: Vec<String>,
     pub memory_size: Option<ByteSize>,
     pub max_object_size: Option<ByteSize>,
+    pub cache_dir: Option<PathBuf>,
+    pub admin_listen: Option<String>,
 }
 
 /// One site, typed: its hosts (empty: any host) and its origin group.
@@ -245,6 +284,10 @@ pub struct NodeConfig {
     pub sites: Vec<SiteConfig>,
     pub retry_ratio: f64,
     pub retry_min_per_sec: f64,
+    pub disk: Option<DiskConfig>,
+    pub admin_listen: Option<SocketAddr>,
+    pub control_socket: Option<PathBuf>,
+    pub shutdown_delay: Duration,
 }
 
 /// Reads and parses a config file; errors name the file and the key.
@@ -285,6 +328,15 @@ impl NodeConfig {
         }
         if let Some(size) = overrides.max_object_size {
             file.cache.max_object_size = size;
+        }
+        // A directory from the command line is relative to the working
+        // directory; one from the file, to the file.
+        let cache_dir = match overrides.cache_dir {
+            Some(dir) => Some(dir),
+            None => file.cache.dir.as_ref().map(|d| if d.is_relative() { base.join(d) } else { d.clone() }),
+        };
+        if let Some(listen) = overrides.admin_listen {
+            file.admin.listen = listen;
         }
         if file.server.listen.is_empty() {
             file.server.listen.push(DEFAULT_LISTEN.to_owned());
@@ -347,6 +399,19 @@ impl NodeConfig {
             bail!("{source}: limits.max_header_bytes is too large");
         }
         let max_header_bytes = file.limits.max_header_bytes.as_u64() as usize;
+        let fsync = match file.cache.fsync.as_str() {
+            "never" => FsyncPolicy::Never,
+            "always" => FsyncPolicy::Always,
+            other => bail!("{source}: cache.fsync = {other:?}: use \"never\" or \"always\""),
+        };
+        let disk = cache_dir.map(|dir| DiskConfig { dir, max_size: file.cache.disk_size.as_u64(), fsync });
+        let admin_listen = match file.admin.listen.as_str() {
+            "" => None,
+            text => Some(
+                text.parse::<SocketAddr>()
+                    .map_err(|e| anyhow::anyhow!("{source}: admin.listen = {text:?} is not an address:port ({e})"))?,
+            ),
+        };
         Ok(NodeConfig {
             listen,
             handler: HandlerConfig {
@@ -370,6 +435,10 @@ impl NodeConfig {
             sites,
             retry_ratio: file.retry_budget.ratio,
             retry_min_per_sec: file.retry_budget.min_per_sec,
+            disk,
+            admin_listen,
+            control_socket: file.server.control_socket,
+            shutdown_delay: file.server.shutdown_delay,
         })
     }
 }

@@ -1,20 +1,26 @@
 //! The holdfast node as a library: configuration and wiring, so tests can
 //! start a whole node in process. The binary in `main.rs` is the CLI.
 
+pub mod admin;
 pub mod config;
+pub mod control;
 mod upstream;
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use holdfast_cache::Store;
+use holdfast_cache::{DiskTier, Store};
 use holdfast_frontend::{Handler, Site, serve_tcp};
 use holdfast_origin::{Client, RetryBudget};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+pub use admin::Readiness;
 pub use config::{NodeConfig, Overrides};
 pub use upstream::OriginUpstream;
 
@@ -22,16 +28,35 @@ pub use upstream::OriginUpstream;
 pub struct RunningNode {
     /// The bound addresses, in the order of the config (ports resolved).
     pub local_addrs: Vec<SocketAddr>,
+    /// The admin listener's address, if any.
+    pub admin_addr: Option<SocketAddr>,
     handler: Arc<Handler>,
     /// Each site's origin group, in config order (for stats).
     origins: Vec<(String, Client)>,
+    readiness: Readiness,
+    shutdown_delay: Duration,
     shutdown: watch::Sender<bool>,
     listeners: JoinSet<()>,
+    /// Notified when a new node took the listeners over (`--upgrade`).
+    handed_over: Arc<Notify>,
+    control_socket: Option<PathBuf>,
+}
+
+/// How a node gets its listening sockets.
+pub enum Sockets {
+    /// Bind the configured addresses.
+    Bind,
+    /// Take them over from the running node (zero-downtime upgrade).
+    Upgrade,
 }
 
 impl RunningNode {
     /// Binds every listener and starts serving.
     pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
+        RunningNode::start_with(config, Sockets::Bind).await
+    }
+
+    pub async fn start_with(config: NodeConfig, sockets: Sockets) -> anyhow::Result<RunningNode> {
         let store = Store::new(&config.store);
         let budget = Arc::new(RetryBudget::new(config.retry_ratio, config.retry_min_per_sec));
         let mut sites = Vec::new();
@@ -46,18 +71,92 @@ impl RunningNode {
                 upstream: Arc::new(OriginUpstream::new(client)),
             });
         }
-        let handler = Arc::new(Handler::new(config.handler.clone(), store, sites));
+        let mut handler = Handler::new(config.handler.clone(), store, sites);
+        if let Some(disk_config) = &config.disk {
+            let disk = DiskTier::open(disk_config.clone())
+                .with_context(|| format!("cannot open the disk tier in {}", disk_config.dir.display()))?;
+            let disk = Arc::new(disk);
+            // Size accounting and eviction order are rebuilt in the
+            // background: lookups read the files they need and do not wait.
+            let scanning = Arc::clone(&disk);
+            tokio::task::spawn_blocking(move || scanning.scan());
+            tracing::info!(dir = %disk_config.dir.display(), "disk tier open");
+            handler = handler.with_disk(disk);
+        }
+        let handler = Arc::new(handler);
+
+        let takeover = match sockets {
+            Sockets::Bind => None,
+            Sockets::Upgrade => {
+                let first = *config.listen.first().context("no listener configured")?;
+                let path = config.control_socket.clone().unwrap_or_else(|| control::default_path(first));
+                let takeover = tokio::task::spawn_blocking(move || control::take_over(&path)).await??;
+                tracing::info!(old_pid = takeover.old_pid, sockets = takeover.listeners.len(), "taking over listeners");
+                Some(takeover)
+            }
+        };
+        let mut inherited = takeover.as_ref().map(|t| t.listeners.iter().collect::<Vec<_>>()).unwrap_or_default();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut listeners = JoinSet::new();
         let mut local_addrs = Vec::new();
+        let mut raw_fds = Vec::new();
         for addr in &config.listen {
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            let listener = match inherited.iter().position(|(a, _)| a == addr) {
+                Some(i) => {
+                    let (_, std_listener) = inherited.remove(i);
+                    let std_listener = std_listener.try_clone()?;
+                    std_listener.set_nonblocking(true)?;
+                    TcpListener::from_std(std_listener)?
+                }
+                None => bind(addr, &config).await?,
+            };
             let local = listener.local_addr()?;
             tracing::info!(listen = %local, "serving HTTP/1.1 and h2c");
             local_addrs.push(local);
+            raw_fds.push((local, listener.as_raw_fd()));
             listeners.spawn(serve_tcp(listener, Arc::clone(&handler), config.server.clone(), shutdown_rx.clone()));
         }
-        Ok(RunningNode { local_addrs, handler, origins, shutdown, listeners })
+
+        let readiness = Readiness::new();
+        let admin_addr = match config.admin_listen {
+            Some(addr) => {
+                let listener =
+                    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on admin {addr}"))?;
+                let local = listener.local_addr()?;
+                tracing::info!(admin = %local, "admin endpoints /live and /ready");
+                listeners.spawn(admin::serve(listener, readiness.clone(), shutdown_rx.clone()));
+                Some(local)
+            }
+            None => None,
+        };
+
+        let handed_over = Arc::new(Notify::new());
+        let control_socket = match local_addrs.first() {
+            Some(first) if config.control_socket.is_some() || first.port() != 0 => {
+                let path = config.control_socket.clone().unwrap_or_else(|| control::default_path(*first));
+                let notify = Arc::clone(&handed_over);
+                // The fds stay valid while serve_tcp owns the listeners, which
+                // is until this node drains, after the handover.
+                control::serve(path.clone(), raw_fds, move || notify.notify_one())?;
+                Some(path)
+            }
+            _ => None,
+        };
+        if let Some(takeover) = takeover {
+            takeover.confirm()?;
+        }
+        Ok(RunningNode {
+            local_addrs,
+            admin_addr,
+            handler,
+            origins,
+            readiness,
+            shutdown_delay: config.shutdown_delay,
+            shutdown,
+            listeners,
+            handed_over,
+            control_socket,
+        })
     }
 
     /// The request handler (and through it the store), for tests and stats.
@@ -70,10 +169,66 @@ impl RunningNode {
         &self.origins
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to the drain
-    /// timeout), and returns when every listener is done.
-    pub async fn shutdown(mut self) {
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// Resolves when a new process has taken over this node's listeners.
+    pub async fn handed_over(&self) {
+        self.handed_over.notified().await
+    }
+
+    /// Drains and stops: readiness turns false, then after the shutdown
+    /// delay the listeners stop accepting; in-flight requests finish (up to
+    /// the drain timeout; HTTP/2 clients get GOAWAY).
+    pub async fn shutdown(self) {
+        self.readiness.set_draining();
+        tokio::time::sleep(self.shutdown_delay).await;
+        self.stop().await
+    }
+
+    /// Like [`RunningNode::shutdown`] without the delay: a new process
+    /// already accepts on the same sockets.
+    pub async fn hand_over(self) {
+        self.readiness.set_draining();
+        self.stop().await
+    }
+
+    async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         while self.listeners.join_next().await.is_some() {}
+        // The control socket path belongs to the new node after a handover.
+        if let Some(path) = &self.control_socket
+            && control::running_pid(path).is_none_or(|pid| pid == std::process::id())
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Binds a listener; when the address is taken by another holdfast node,
+/// says which one and how to replace it.
+async fn bind(addr: &SocketAddr, config: &NodeConfig) -> anyhow::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(listener),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+            let path = config.control_socket.clone().unwrap_or_else(|| control::default_path(*addr));
+            let running = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || control::running_pid(&path)
+            })
+            .await
+            .ok()
+            .flatten();
+            match running {
+                Some(pid) => anyhow::bail!(
+                    "cannot listen on {addr}: a holdfast node (pid {pid}, control socket {}) is serving it; \
+                     to replace it without downtime, run the same command with `serve --upgrade`",
+                    path.display()
+                ),
+                None => anyhow::bail!("cannot listen on {addr}: the address is in use by another process"),
+            }
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot listen on {addr}")),
     }
 }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use bytesize::ByteSize;
 use clap::{Parser, Subcommand};
-use holdfast_node::RunningNode;
 use holdfast_node::config::{self, NodeConfig, Overrides};
+use holdfast_node::{RunningNode, Sockets};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -44,6 +44,17 @@ struct ServeArgs {
     /// Larger responses stream through uncached, e.g. 64MiB (cache.max_object_size).
     #[arg(long, value_name = "SIZE")]
     max_object_size: Option<ByteSize>,
+    /// Disk tier directory (cache.dir); without it the node runs memory-only.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Admin listener for /live and /ready (admin.listen; "" turns it off).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// Take the listening sockets over from the node running with the same
+    /// arguments, then let it drain and exit: a zero-downtime restart or
+    /// binary upgrade.
+    #[arg(long)]
+    upgrade: bool,
 }
 
 fn main() -> ExitCode {
@@ -86,24 +97,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         origins: args.origin,
         memory_size: args.memory_size,
         max_object_size: args.max_object_size,
+        cache_dir: args.cache_dir,
+        admin_listen: args.admin_listen,
     };
     let config = NodeConfig::load(args.config.as_deref(), overrides)?;
+    let sockets = if args.upgrade { Sockets::Upgrade } else { Sockets::Bind };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let node = RunningNode::start(config).await?;
-        wait_for_signal().await?;
-        tracing::info!("shutting down: draining in-flight requests");
-        node.shutdown().await;
+        let node = RunningNode::start_with(config, sockets).await?;
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => {
+                result?;
+                tracing::info!("interrupted: draining in-flight requests");
+                node.shutdown().await;
+            }
+            _ = terminate.recv() => {
+                tracing::info!("SIGTERM: not ready; draining in-flight requests");
+                node.shutdown().await;
+            }
+            () = node.handed_over() => {
+                tracing::info!("a new node serves the listeners: draining in-flight requests");
+                node.hand_over().await;
+            }
+        }
         tracing::info!("stopped");
         Ok(())
     })
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        _ = terminate.recv() => {}
-    }
-    Ok(())
 }

@@ -23,6 +23,8 @@ pub async fn within<T>(future: impl Future<Output = T>) -> T {
 pub async fn node_with(origin: &FakeOrigin, tweak: impl FnOnce(&mut FileConfig)) -> (RunningNode, SocketAddr) {
     let mut file = FileConfig::default();
     file.server.listen = vec!["127.0.0.1:0".into()];
+    file.admin.listen = "127.0.0.1:0".into();
+    file.server.shutdown_delay = Duration::ZERO;
     file.origin.urls = urls(&[origin.url()]);
     // Keep test timing short: fast checks, short ejections.
     file.origin.health_check_interval = Duration::from_millis(200);
