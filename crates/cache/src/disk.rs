@@ -56,6 +56,8 @@ pub struct DiskConfig {
 /// Disk-tier counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DiskStats {
+    /// Metadata records written by this process (inserts and updates).
+    pub records_written: u64,
     pub blobs: u64,
     pub bytes: u64,
     pub hits: u64,
@@ -79,6 +81,7 @@ pub struct DiskTier {
     index: Mutex<Index>,
     used: AtomicU64,
     hits: AtomicU64,
+    records_written: AtomicU64,
     corrupt: AtomicU64,
     write_errors: AtomicU64,
     evictions: AtomicU64,
@@ -118,6 +121,7 @@ impl DiskTier {
             index: Mutex::new(Index::default()),
             used: AtomicU64::new(0),
             hits: AtomicU64::new(0),
+            records_written: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
@@ -227,7 +231,9 @@ impl DiskTier {
         let vary: &[HeaderName] = &meta.vary;
         let variant = primary.variant(vary, request);
         self.write_atomic(&fan_out(root, "meta", &variant.to_hex()), &codec::encode_meta(meta))?;
-        self.write_atomic(&fan_out(root, "vary", &primary.to_hex()), &codec::encode_vary(vary))
+        self.write_atomic(&fan_out(root, "vary", &primary.to_hex()), &codec::encode_vary(vary))?;
+        self.records_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -314,6 +320,7 @@ impl DiskTier {
 
     pub fn stats(&self) -> DiskStats {
         DiskStats {
+            records_written: self.records_written.load(Ordering::Relaxed),
             blobs: self.lock().blobs.len() as u64,
             bytes: self.used.load(Ordering::Relaxed),
             hits: self.hits.load(Ordering::Relaxed),

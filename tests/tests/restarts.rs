@@ -1,0 +1,337 @@
+//! Node restarts lose nothing: the disk tier across restarts and kill -9,
+//! verified reads, graceful drain on SIGTERM, and zero-downtime upgrades.
+//! The process tests run the `holdfast` binary as a child.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{node_with, within};
+use holdfast_test::{FakeOrigin, Gate, KeepAlive, Outcome, Reply, eventually, get};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("holdfast-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Bodies of assorted sizes whose bytes depend on their index.
+fn body(i: usize) -> Vec<u8> {
+    let len = 1 + (i * 7919) % 200_000;
+    (0..len).map(|j| (j.wrapping_mul(31) ^ i) as u8).collect()
+}
+
+async fn wait_for_disk_records(node: &holdfast_node::RunningNode, n: u64) {
+    let disk = node.handler().disk().expect("disk tier").clone();
+    eventually(Duration::from_secs(20), "disk writes", || disk.stats().records_written >= n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_the_origin_down_serves_everything_from_disk() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let dir = temp_dir("warm");
+        for i in 0..50 {
+            origin.route(&format!("/o/{i}"), Reply::ok(body(i)));
+        }
+        let with_disk = |d: PathBuf| move |c: &mut holdfast_node::config::FileConfig| c.cache.dir = Some(d);
+        let (first, addr) = node_with(&origin, with_disk(dir.clone())).await;
+        for i in 0..50 {
+            assert_eq!(get(addr, &format!("/o/{i}")).await.x_cache(), "MISS");
+        }
+        wait_for_disk_records(&first, 50).await;
+        first.shutdown().await;
+        origin.stop().await;
+
+        let (second, addr) = node_with(&origin, with_disk(dir.clone())).await;
+        for i in 0..50 {
+            let response = get(addr, &format!("/o/{i}")).await;
+            assert_eq!((response.status.as_u16(), response.x_cache()), (200, "HIT"), "object {i}");
+            assert_eq!(response.bytes().as_ref(), &body(i)[..], "object {i}");
+        }
+        assert_eq!(second.handler().disk().unwrap().stats().hits, 50);
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_blob_is_refetched_not_served() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let dir = temp_dir("corrupt");
+        origin.route("/c.js", Reply::ok("the real bytes"));
+        let (first, addr) = node_with(&origin, |c| c.cache.dir = Some(dir.clone())).await;
+        get(addr, "/c.js").await;
+        wait_for_disk_records(&first, 1).await;
+        let blob = first.handler().disk().unwrap().blob_path(&holdfast_cache::Digest::of(b"the real bytes"));
+        first.shutdown().await;
+        std::fs::write(&blob, "evil bytes, same len").unwrap();
+
+        let (second, addr) = node_with(&origin, |c| c.cache.dir = Some(dir.clone())).await;
+        let response = get(addr, "/c.js").await;
+        assert_eq!(response.x_cache(), "MISS", "the bad copy is a miss");
+        assert_eq!(response.bytes().as_ref(), b"the real bytes");
+        assert_eq!(origin.hits("/c.js"), 2);
+        assert_eq!(second.handler().disk().unwrap().stats().corrupt, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
+
+// ---- the binary as a child process ------------------------------------
+
+/// Builds (if needed) and returns the `holdfast` binary of this workspace.
+fn holdfast_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--bin", "holdfast"])
+            .current_dir(workspace)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --bin holdfast failed");
+        let exe = std::env::current_exe().expect("test exe");
+        // target/<profile>/deps/<test> -> target/<profile>/holdfast
+        exe.parent().and_then(Path::parent).expect("target dir").join("holdfast")
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct NodeProcess {
+    child: Child,
+}
+
+impl NodeProcess {
+    fn spawn(args: &[String]) -> NodeProcess {
+        let child = Command::new(holdfast_bin())
+            .args(args)
+            .env("HOLDFAST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn holdfast");
+        NodeProcess { child }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code.
+    async fn exit_code(&mut self) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the node did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_args(listen: SocketAddr, origin: &str, dir: &Path, admin: u16, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--listen".into(),
+        listen.to_string(),
+        "--origin".into(),
+        origin.into(),
+        "--cache-dir".into(),
+        dir.display().to_string(),
+        "--admin-listen".into(),
+        format!("127.0.0.1:{admin}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+async fn wait_until_serving(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "node at {addr} did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_writes_never_serves_a_corrupt_byte() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let dir = temp_dir("kill9");
+        const N: usize = 300;
+        for i in 0..N {
+            origin.route(&format!("/k/{i}"), Reply::ok(body(i)));
+        }
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut node = NodeProcess::spawn(&serve_args(addr, &origin.url(), &dir, free_port(), &[]));
+        wait_until_serving(addr).await;
+        // Four clients fill the cache; the node is killed in the middle.
+        let clients: Vec<_> = (0..4)
+            .map(|w| {
+                tokio::spawn(async move {
+                    let mut client = KeepAlive::new(addr);
+                    for i in (w..N).step_by(4) {
+                        if let Outcome::Failed(_) = client.get(&format!("/k/{i}")).await {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        eventually(Duration::from_secs(20), "some objects fetched", || origin.total_hits() >= N / 3).await;
+        node.signal("-KILL");
+        node.exit_code().await;
+        for client in clients {
+            let _ = client.await;
+        }
+        origin.stop().await;
+
+        // Objects the killed node never stored now fail fast (origin down).
+        let config = dir.with_extension("toml");
+        std::fs::write(&config, "[origin]\nurls = [\"http://127.0.0.1:1\"]\nhold_budget = \"20ms\"\n").unwrap();
+        let config_arg = config.display().to_string();
+        let mut restarted =
+            NodeProcess::spawn(&serve_args(addr, &origin.url(), &dir, free_port(), &["--config", &config_arg]));
+        wait_until_serving(addr).await;
+        let mut client = KeepAlive::new(addr);
+        let mut served = 0;
+        for i in 0..N {
+            let response = holdfast_test::send(addr, holdfast_test::Protocol::Http1, "GET", &format!("/k/{i}"), &[])
+                .await
+                .unwrap();
+            if response.status == 200 {
+                assert_eq!(response.bytes().as_ref(), &body(i)[..], "object {i} served with wrong bytes");
+                served += 1;
+            } else {
+                assert_eq!(response.status, 503, "object {i}: not stored, origin down");
+            }
+        }
+        let _ = client.get("/").await;
+        eprintln!("after kill -9: {served} of {N} objects served from disk, all verified");
+        assert!(served > 0);
+        restarted.signal("-TERM");
+        assert_eq!(restarted.exit_code().await, Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&config);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_downloads_and_exits_0() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let gate = Gate::new();
+        let big = vec![7u8; 2 << 20];
+        origin.route("/big.bin", Reply::ok(big.clone()).chunked(64 << 10, Duration::ZERO).hold_body(&gate));
+        let dir = temp_dir("drain");
+        let admin = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut node = NodeProcess::spawn(&serve_args(addr, &origin.url(), &dir, admin, &[]));
+        wait_until_serving(addr).await;
+        let download = tokio::spawn(async move { get(addr, "/big.bin").await });
+        eventually(Duration::from_secs(10), "download started", || origin.hits("/big.bin") == 1).await;
+        node.signal("-TERM");
+        // Readiness turns false first, while the listener still accepts.
+        let ready = loop {
+            let r = holdfast_test::send(
+                format!("127.0.0.1:{admin}").parse().unwrap(),
+                holdfast_test::Protocol::Http1,
+                "GET",
+                "/ready",
+                &[],
+            )
+            .await
+            .unwrap();
+            if r.status != 200 {
+                break r.status;
+            }
+        };
+        assert_eq!(ready, 503);
+        gate.open();
+        let response = download.await.unwrap();
+        assert_eq!(response.bytes().len(), big.len(), "the in-flight download finished whole");
+        assert_eq!(node.exit_code().await, Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_under_load_loses_no_request() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let dir = temp_dir("upgrade");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut old = NodeProcess::spawn(&serve_args(addr, &origin.url(), &dir, free_port(), &[]));
+        wait_until_serving(addr).await;
+
+        // A second node without --upgrade is refused at once, naming the first.
+        let refused = Command::new(holdfast_bin())
+            .args(serve_args(addr, &origin.url(), &dir, free_port(), &[]))
+            .output()
+            .expect("run holdfast");
+        assert!(!refused.status.success());
+        let message = String::from_utf8_lossy(&refused.stderr);
+        assert!(message.contains(&format!("pid {}", old.child.id())) && message.contains("--upgrade"), "{message}");
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let (mut ok, mut failed) = (0, Vec::new());
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        // New connections each time, to cross the handover.
+                        let mut client = KeepAlive::new(addr);
+                        let path = if n % 2 == 0 { "/hot.js".to_owned() } else { format!("/u/{w}/{n}") };
+                        match client.get(&path).await {
+                            Outcome::Answered { status: 200, complete: true, .. } => ok += 1,
+                            other => failed.push(other),
+                        }
+                        n += 1;
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut new = NodeProcess::spawn(&serve_args(addr, &origin.url(), &dir, free_port(), &["--upgrade"]));
+        assert_eq!(old.exit_code().await, Some(0), "the old node drains and exits by itself");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut ok, mut failed) = (0, Vec::new());
+        for worker in workers {
+            let (o, f) = worker.await.unwrap();
+            ok += o;
+            failed.extend(f);
+        }
+        eprintln!("upgrade under load: {ok} requests ok, {} failed", failed.len());
+        assert!(failed.is_empty(), "{failed:?}");
+        assert!(ok > 100);
+        new.signal("-TERM");
+        assert_eq!(new.exit_code().await, Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
