@@ -304,3 +304,20 @@ async fn objects_over_the_size_limit_stream_through_uncached() {
     })
     .await
 }
+
+/// Regression: a client that has the whole body and asks again at once used
+/// to join the still-finishing fill and see MISS. The object is now stored
+/// before its last byte goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_right_after_a_complete_miss_is_a_hit() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let (_node, addr) = node(&origin).await;
+        for i in 0..50 {
+            let path = format!("/b2b/{i}.js");
+            assert_eq!(get(addr, &path).await.x_cache(), "MISS");
+            assert_eq!(get(addr, &path).await.x_cache(), "HIT", "{path}");
+        }
+    })
+    .await
+}

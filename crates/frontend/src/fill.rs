@@ -382,6 +382,7 @@ impl FillJob {
         let mut body = body;
         let mut hasher = DigestBuilder::new();
         let mut received: u64 = 0;
+        let mut stored = false;
         let end = loop {
             if !fill.lock().retain && !wait_for_readers(fill).await {
                 // Nobody reads and nothing will be stored: stop fetching.
@@ -411,6 +412,27 @@ impl FillJob {
                             hasher.update(&chunk);
                         }
                     }
+                    if content_length == Some(received)
+                        && let Ok(verdict) = storable.clone()
+                    {
+                        // The last byte: store before any reader can see it,
+                        // so a client that got the whole body and asks again
+                        // finds the object (HIT), not the finishing fill.
+                        let mut chunks = fill.lock().chunks.clone();
+                        chunks.push(chunk.clone());
+                        let body = concat(&chunks, received);
+                        let meta = Meta::new(
+                            url.clone(),
+                            parts.status,
+                            headers.clone(),
+                            verdict,
+                            exchange,
+                            hasher.finish(),
+                            received,
+                        );
+                        persist(&store, &disk, primary, &request_headers, meta, body);
+                        stored = true;
+                    }
                     let mut state = fill.lock();
                     state.chunks.push(chunk);
                     if !state.retain {
@@ -426,14 +448,20 @@ impl FillJob {
         });
         if let Err(reason) = &end {
             tracing::warn!(%url, origin = %fetched.origin, %reason, "origin body incomplete; not stored");
-        } else if let Ok(storable) = storable {
+        } else if let (Ok(storable), false) = (storable, stored) {
             let body = concat(&fill.lock().chunks, received);
             let meta = Meta::new(url, parts.status, headers, storable, exchange, hasher.finish(), received);
-            let meta = store.insert(&primary, &request_headers, meta, body.clone());
-            on_disk(disk, move |disk| disk.insert(&primary, &request_headers, &meta, &body));
+            persist(&store, &disk, primary, &request_headers, meta, body);
         }
         fill.finish(end);
     }
+}
+
+/// Stores a complete body: in memory at once, on disk behind it.
+fn persist(store: &Store, disk: &Option<Arc<DiskTier>>, primary: Key, request: &HeaderMap, meta: Meta, body: Bytes) {
+    let meta = store.insert(&primary, request, meta, body.clone());
+    let request = request.clone();
+    on_disk(disk.clone(), move |disk| disk.insert(&primary, &request, &meta, &body));
 }
 
 /// Runs a disk-tier write off the async threads, detached: the response

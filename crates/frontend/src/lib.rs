@@ -3,17 +3,21 @@
 //! - [`handler`]: the one protocol-agnostic request handler; caching logic
 //!   exists once, whatever the protocol.
 //! - [`fill`]: coalesced origin fills, where the cache meets the origin.
-//! - [`server`]: HTTP/1.1 + h2c listeners.
+//! - [`server`]: HTTP/1.1 + HTTP/2 listeners, plaintext (h2c) and TLS.
+//! - [`h3`]: HTTP/3 over QUIC on the TLS listeners' port.
+//! - [`tls`]: certificates by SNI, reloadable.
 //! - [`upstream`]: the trait the handler reaches origins through; the node
 //!   adapts holdfast-origin to it, tests use fakes.
 
 mod conditional;
 mod fill;
+pub mod h3;
 pub mod handler;
 mod range;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 pub use handler::{CacheResult, Handler, HandlerConfig, Site};
-pub use server::{ServerConfig, serve_tcp};
+pub use server::{ServerConfig, TlsListener, serve_tcp, serve_tls};
 pub use upstream::{Fetch, Fetched, Upstream, UpstreamError};

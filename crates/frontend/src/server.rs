@@ -1,25 +1,31 @@
-//! TCP listeners: HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on one
-//! socket, through hyper-util's auto builder, always with hyper's timer set
-//! (without it the header-read timeout is silently off: notes P6).
+//! TCP listeners: HTTP/1.1 and HTTP/2 on one socket, plaintext (h2c with
+//! prior knowledge) or TLS (ALPN h2, http/1.1), through hyper-util's auto
+//! builder, always with hyper's timer set (without it the header-read
+//! timeout is silently off: notes P6).
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use http::HeaderValue;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::handler::Handler;
 
 /// Connection-level settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Time a client has to send a complete request head (slowloris defence).
+    /// Time a client has to send a complete request head (slowloris defence),
+    /// and to finish a TLS handshake.
     pub header_read_timeout: Duration,
     /// HTTP/1.1 read buffer, which bounds the request head (431 beyond).
     pub max_header_bytes: usize,
@@ -34,6 +40,11 @@ pub struct ServerConfig {
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 128;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+/// Streams a client may reset before the server has answered them, per
+/// connection, before it is told to go away (HTTP/2 rapid reset, S09).
+pub const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams the server may reset because of client errors, per connection.
+pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 256;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -46,6 +57,14 @@ impl Default for ServerConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
+}
+
+/// A TLS listener's extras: the acceptor and, when HTTP/3 is served on the
+/// same port, the Alt-Svc header that advertises it.
+#[derive(Clone)]
+pub struct TlsListener {
+    pub acceptor: TlsAcceptor,
+    pub alt_svc: Option<HeaderValue>,
 }
 
 fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
@@ -63,6 +82,8 @@ fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(config.h2_max_concurrent_streams)
         .max_header_list_size(config.h2_max_header_list_size)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     builder
@@ -74,10 +95,71 @@ pub async fn serve_tcp(
     listener: TcpListener,
     handler: Arc<Handler>,
     config: ServerConfig,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let builder = builder(&config);
+    serve(listener, handler, config, shutdown, None).await
+}
+
+/// Serves HTTP/1.1 and HTTP/2 over TLS (ALPN) on `listener`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    config: ServerConfig,
+    shutdown: watch::Receiver<bool>,
+    tls: TlsListener,
+) {
+    serve(listener, handler, config, shutdown, Some(tls)).await
+}
+
+/// Connections accepted whose first request has not arrived yet. A drain
+/// waits for them before telling connections to close: hyper closes an
+/// HTTP/1.1 connection that is idle when told, and a just-accepted one is
+/// idle though its client may already have sent a request.
+#[derive(Default)]
+struct Unanswered {
+    count: AtomicUsize,
+    changed: Notify,
+}
+
+/// Counts one accepted connection until its first request (or its end).
+struct FirstRequest {
+    unanswered: Arc<Unanswered>,
+    seen: AtomicBool,
+}
+
+impl FirstRequest {
+    fn new(unanswered: &Arc<Unanswered>) -> Arc<FirstRequest> {
+        unanswered.count.fetch_add(1, Ordering::SeqCst);
+        Arc::new(FirstRequest { unanswered: Arc::clone(unanswered), seen: AtomicBool::new(false) })
+    }
+
+    fn arrived(&self) {
+        if !self.seen.swap(true, Ordering::SeqCst) {
+            self.unanswered.count.fetch_sub(1, Ordering::SeqCst);
+            self.unanswered.changed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for FirstRequest {
+    fn drop(&mut self) {
+        self.arrived();
+    }
+}
+
+/// Longest a drain waits for accepted connections to send their first request.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
+
+async fn serve(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    config: ServerConfig,
+    mut shutdown: watch::Receiver<bool>,
+    tls: Option<TlsListener>,
+) {
+    let builder = Arc::new(builder(&config));
     let graceful = GracefulShutdown::new();
+    let unanswered = Arc::new(Unanswered::default());
     let local = listener.local_addr().ok();
     loop {
         tokio::select! {
@@ -92,31 +174,84 @@ pub async fn serve_tcp(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let handler = Arc::clone(&handler);
-                let service = service_fn(move |request: hyper::Request<Incoming>| {
-                    let handler = Arc::clone(&handler);
-                    async move { Ok::<_, Infallible>(handler.handle(request, "http").await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
+                let (handler, builder, watcher) = (Arc::clone(&handler), Arc::clone(&builder), graceful.watcher());
+                let first = FirstRequest::new(&unanswered);
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(serve_connection(stream, handler, builder, watcher, "http", None, peer, first));
                     }
-                });
+                    Some(tls) => {
+                        let handshake_timeout = config.header_read_timeout;
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(handshake_timeout, tls.acceptor.accept(stream)).await;
+                            match handshake {
+                                Ok(Ok(stream)) => {
+                                    serve_connection(stream, handler, builder, watcher, "https", tls.alt_svc, peer, first)
+                                        .await
+                                }
+                                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             () = stopped(&mut shutdown) => break,
         }
     }
     drop(listener);
     tracing::info!(listener = ?local, "draining connections");
+    let grace = config.header_read_timeout.min(FIRST_REQUEST_GRACE);
+    let _ = tokio::time::timeout(grace, async {
+        loop {
+            let changed = unanswered.changed.notified();
+            if unanswered.count.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            changed.await;
+        }
+    })
+    .await;
     if tokio::time::timeout(config.drain_timeout, graceful.shutdown()).await.is_err() {
         tracing::warn!(listener = ?local, "drain timeout reached; closing remaining connections");
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection<S>(
+    stream: S,
+    handler: Arc<Handler>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    scheme: &'static str,
+    alt_svc: Option<HeaderValue>,
+    peer: std::net::SocketAddr,
+    first: Arc<FirstRequest>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let first_in_service = Arc::clone(&first);
+    let service = service_fn(move |request: hyper::Request<Incoming>| {
+        first_in_service.arrived();
+        let handler = Arc::clone(&handler);
+        let alt_svc = alt_svc.clone();
+        async move {
+            let mut response = handler.handle(request, scheme).await;
+            if let Some(alt_svc) = alt_svc {
+                response.headers_mut().insert(http::header::ALT_SVC, alt_svc);
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    if let Err(error) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+    first.arrived();
+}
+
 /// Resolves once shutdown is requested (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // The guard returned by wait_for is not Send: drop it at once.
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytesize::ByteSize;
 use holdfast_cache::{DiskConfig, FsyncPolicy, StoreConfig};
+use holdfast_frontend::h3::H3Config;
+use holdfast_frontend::tls::CertFiles;
 use holdfast_frontend::{HandlerConfig, ServerConfig, handler};
 use holdfast_origin::{Endpoint, HealthConfig, Member, OriginConfig, RetryPolicy};
 use http::{Method, StatusCode};
@@ -39,6 +41,7 @@ pub struct FileConfig {
     pub origin: OriginSection,
     pub retry_budget: RetryBudgetSection,
     pub admin: AdminSection,
+    pub tls: TlsSection,
     /// Further sites, each with its own hosts and origins.
     pub site: Vec<SiteSection>,
 }
@@ -49,6 +52,43 @@ pub struct SiteSection {
     pub name: Option<String>,
     pub hosts: Vec<String>,
     pub origin: OriginSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// TLS listeners: HTTP/1.1 and HTTP/2 by ALPN.
+    pub listen: Vec<String>,
+    /// Also serve HTTP/3 over UDP on each TLS listener's address.
+    pub h3: bool,
+    /// Certificate chains and keys (PEM); the first is the default, for
+    /// clients without SNI. Relative paths are relative to the config file.
+    pub certificate: Vec<CertSection>,
+    /// Alt-Svc max age advertised for HTTP/3.
+    #[serde(with = "humantime_serde")]
+    pub alt_svc_max_age: Duration,
+    /// QUIC idle timeout.
+    #[serde(with = "humantime_serde")]
+    pub h3_idle_timeout: Duration,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            listen: Vec::new(),
+            h3: false,
+            certificate: Vec::new(),
+            alt_svc_max_age: Duration::from_secs(24 * 3600),
+            h3_idle_timeout: H3Config::default().idle_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSection {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +243,8 @@ pub struct OriginSection {
     pub fallback: Option<String>,
     /// Host header sent upstream; the client's Host when unset.
     pub host: Option<String>,
+    /// PEM file of extra trusted roots for https origins (a private CA).
+    pub ca_file: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -238,6 +280,7 @@ impl Default for OriginSection {
             urls: Vec::new(),
             fallback: None,
             host: None,
+            ca_file: None,
             connect_timeout: holdfast_origin::DEFAULT_CONNECT_TIMEOUT,
             header_timeout: holdfast_origin::DEFAULT_HEADER_TIMEOUT,
             body_idle_timeout: holdfast_origin::DEFAULT_BODY_IDLE_TIMEOUT,
@@ -263,6 +306,20 @@ pub struct Overrides {
     pub max_object_size: Option<ByteSize>,
     pub cache_dir: Option<PathBuf>,
     pub admin_listen: Option<String>,
+    pub tls_listen: Vec<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub h3: bool,
+}
+
+/// TLS listeners and their certificates, typed.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: Vec<SocketAddr>,
+    pub certificates: Vec<CertFiles>,
+    /// HTTP/3 settings when HTTP/3 is on.
+    pub h3: Option<H3Config>,
+    pub alt_svc_max_age: Duration,
 }
 
 /// One site, typed: its hosts (empty: any host) and its origin group.
@@ -288,6 +345,7 @@ pub struct NodeConfig {
     pub admin_listen: Option<SocketAddr>,
     pub control_socket: Option<PathBuf>,
     pub shutdown_delay: Duration,
+    pub tls: Option<TlsConfig>,
 }
 
 /// Reads and parses a config file; errors name the file and the key.
@@ -338,6 +396,23 @@ impl NodeConfig {
         if let Some(listen) = overrides.admin_listen {
             file.admin.listen = listen;
         }
+        if !overrides.tls_listen.is_empty() {
+            file.tls.listen = overrides.tls_listen;
+        }
+        match (overrides.tls_cert, overrides.tls_key) {
+            (Some(cert), Some(key)) => file.tls.certificate = vec![CertSection { cert, key }],
+            (None, None) => {
+                for pair in &mut file.tls.certificate {
+                    for path in [&mut pair.cert, &mut pair.key] {
+                        if path.is_relative() {
+                            *path = base.join(&*path);
+                        }
+                    }
+                }
+            }
+            _ => bail!("--tls-cert and --tls-key go together"),
+        }
+        file.tls.h3 |= overrides.h3;
         if file.server.listen.is_empty() {
             file.server.listen.push(DEFAULT_LISTEN.to_owned());
         }
@@ -405,6 +480,36 @@ impl NodeConfig {
             other => bail!("{source}: cache.fsync = {other:?}: use \"never\" or \"always\""),
         };
         let disk = cache_dir.map(|dir| DiskConfig { dir, max_size: file.cache.disk_size.as_u64(), fsync });
+        let tls = if file.tls.listen.is_empty() {
+            if file.tls.h3 {
+                bail!("{source}: tls.h3 is on but tls.listen is empty (HTTP/3 runs on the TLS listeners' addresses)");
+            }
+            None
+        } else {
+            if file.tls.certificate.is_empty() {
+                bail!("{source}: tls.listen is set but no [[tls.certificate]] (or --tls-cert/--tls-key) is given");
+            }
+            let listen = file
+                .tls
+                .listen
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    a.parse::<SocketAddr>()
+                        .map_err(|e| anyhow::anyhow!("{source}: tls.listen[{i}] = {a:?} is not an address:port ({e})"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let h3 = file.tls.h3.then(|| H3Config {
+                idle_timeout: file.tls.h3_idle_timeout,
+                max_field_section_size: max_header_bytes as u64,
+                max_concurrent_streams: file.server.h2_max_concurrent_streams,
+                drain_timeout: file.server.drain_timeout,
+                ..H3Config::default()
+            });
+            let certificates =
+                file.tls.certificate.iter().map(|c| CertFiles { cert: c.cert.clone(), key: c.key.clone() }).collect();
+            Some(TlsConfig { listen, certificates, h3, alt_svc_max_age: file.tls.alt_svc_max_age })
+        };
         let admin_listen = match file.admin.listen.as_str() {
             "" => None,
             text => Some(
@@ -439,6 +544,7 @@ impl NodeConfig {
             admin_listen,
             control_socket: file.server.control_socket,
             shutdown_delay: file.server.shutdown_delay,
+            tls,
         })
     }
 }
@@ -497,7 +603,20 @@ fn origin_config(section: &OriginSection, base: &Path, source: &str, key: &str) 
         path if path.starts_with('/') => Some(path.to_owned()),
         path => bail!("{source}: {key}.health_check_path = {path:?} must start with /"),
     };
+    let mut extra_roots = Vec::new();
+    if let Some(ca_file) = &section.ca_file {
+        let path = if ca_file.is_relative() { base.join(ca_file) } else { ca_file.clone() };
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(&path)
+            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| anyhow::anyhow!("{source}: {key}.ca_file = {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            bail!("{source}: {key}.ca_file = {}: no certificate in the file", path.display());
+        }
+        extra_roots = certs;
+    }
     let mut origin = OriginConfig::new(Vec::new());
+    origin.extra_roots = extra_roots;
     origin.members = members;
     origin.fallback = fallback;
     origin.host.clone_from(&section.host);

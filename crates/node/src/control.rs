@@ -9,8 +9,10 @@
 //!
 //! Protocol (one line each way, then the descriptors):
 //! - `PID\n` -> `<pid>\n`: who is running (for error messages).
-//! - `UPGRADE\n` -> `<pid> <addr> <addr>...\n` with one descriptor per
-//!   address, then the new node sends `READY\n` once it serves.
+//! - `UPGRADE\n` -> `<pid> tcp/<addr> udp/<addr>...\n` with one descriptor
+//!   per socket, then the new node sends `READY\n` once it serves. QUIC
+//!   (UDP) sockets are handed over too; QUIC connections still open on the
+//!   old node then break, and their clients reconnect.
 
 use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Write};
 use std::net::SocketAddr;
@@ -24,6 +26,25 @@ use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, s
 
 /// The most listeners one node hands over.
 const MAX_FDS: usize = 64;
+
+/// A listening socket as the control socket knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketKind {
+    Tcp,
+    Udp,
+}
+
+impl SocketKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            SocketKind::Tcp => "tcp/",
+            SocketKind::Udp => "udp/",
+        }
+    }
+}
+
+/// A socket the running node serves on: its kind, address and descriptor.
+pub type SharedSocket = (SocketKind, SocketAddr, RawFd);
 
 /// Where a node's control socket lives unless configured: derived from its
 /// first listening address, so `--upgrade` with the same arguments finds it.
@@ -46,7 +67,7 @@ pub fn running_pid(path: &Path) -> Option<u32> {
 /// own. `on_handed_over` runs once a new node has said READY.
 pub fn serve(
     path: PathBuf,
-    listeners: Vec<(SocketAddr, RawFd)>,
+    listeners: Vec<SharedSocket>,
     on_handed_over: impl Fn() + Send + 'static,
 ) -> anyhow::Result<()> {
     if path.exists() {
@@ -72,7 +93,7 @@ pub fn serve(
     Ok(())
 }
 
-fn handle(stream: UnixStream, listeners: &[(SocketAddr, RawFd)]) -> anyhow::Result<bool> {
+fn handle(stream: UnixStream, listeners: &[SharedSocket]) -> anyhow::Result<bool> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
@@ -85,12 +106,13 @@ fn handle(stream: UnixStream, listeners: &[(SocketAddr, RawFd)]) -> anyhow::Resu
         }
         "UPGRADE" => {
             let mut text = std::process::id().to_string();
-            for (addr, _) in listeners {
+            for (kind, addr, _) in listeners {
                 text.push(' ');
+                text.push_str(kind.prefix());
                 text.push_str(&addr.to_string());
             }
             text.push('\n');
-            let fds: Vec<RawFd> = listeners.iter().map(|(_, fd)| *fd).collect();
+            let fds: Vec<RawFd> = listeners.iter().map(|(_, _, fd)| *fd).collect();
             sendmsg::<()>(
                 writer.as_raw_fd(),
                 &[IoSlice::new(text.as_bytes())],
@@ -113,7 +135,8 @@ fn handle(stream: UnixStream, listeners: &[(SocketAddr, RawFd)]) -> anyhow::Resu
 pub struct Takeover {
     stream: UnixStream,
     pub old_pid: u32,
-    pub listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    /// The sockets received, not yet claimed by a listener of the new node.
+    pub sockets: Vec<(SocketKind, SocketAddr, OwnedFd)>,
 }
 
 /// Connects to the running node and receives its listening sockets.
@@ -142,16 +165,29 @@ pub fn take_over(path: &Path) -> anyhow::Result<Takeover> {
     let text = String::from_utf8_lossy(&buf[..len]).into_owned();
     let mut words = text.split_whitespace();
     let old_pid: u32 = words.next().and_then(|p| p.parse().ok()).context("malformed upgrade answer")?;
-    let addrs: Vec<SocketAddr> =
-        words.map(|w| w.parse()).collect::<Result<_, _>>().context("malformed upgrade answer")?;
-    if addrs.len() != owned.len() {
-        bail!("the running node sent {} sockets for {} addresses", owned.len(), addrs.len());
+    let mut entries = Vec::new();
+    for word in words {
+        let (kind, addr) = match (word.strip_prefix("tcp/"), word.strip_prefix("udp/")) {
+            (Some(addr), _) => (SocketKind::Tcp, addr),
+            (_, Some(addr)) => (SocketKind::Udp, addr),
+            _ => bail!("malformed upgrade answer: {word:?}"),
+        };
+        entries.push((kind, addr.parse::<SocketAddr>().context("malformed upgrade answer")?));
     }
-    let listeners = addrs.into_iter().zip(owned).map(|(addr, fd)| (addr, std::net::TcpListener::from(fd))).collect();
-    Ok(Takeover { stream, old_pid, listeners })
+    if entries.len() != owned.len() {
+        bail!("the running node sent {} sockets for {} addresses", owned.len(), entries.len());
+    }
+    let sockets = entries.into_iter().zip(owned).map(|((kind, addr), fd)| (kind, addr, fd)).collect();
+    Ok(Takeover { stream, old_pid, sockets })
 }
 
 impl Takeover {
+    /// Claims the received socket of this kind and address, if any.
+    pub fn claim(&mut self, kind: SocketKind, addr: SocketAddr) -> Option<OwnedFd> {
+        let index = self.sockets.iter().position(|(k, a, _)| *k == kind && *a == addr)?;
+        Some(self.sockets.remove(index).2)
+    }
+
     /// Tells the old node to stop accepting and drain.
     pub fn confirm(mut self) -> anyhow::Result<()> {
         self.stream.write_all(b"READY\n")?;

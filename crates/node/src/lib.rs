@@ -7,14 +7,15 @@ pub mod control;
 mod upstream;
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use holdfast_cache::{DiskTier, Store};
-use holdfast_frontend::{Handler, Site, serve_tcp};
+use holdfast_frontend::tls::CertResolver;
+use holdfast_frontend::{Handler, Site, TlsListener, serve_tcp, serve_tls};
 use holdfast_origin::{Client, RetryBudget};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -22,6 +23,7 @@ use tokio::task::JoinSet;
 
 pub use admin::Readiness;
 pub use config::{NodeConfig, Overrides};
+use control::SocketKind;
 pub use upstream::OriginUpstream;
 
 /// A started node: its listeners are bound and serving.
@@ -40,6 +42,14 @@ pub struct RunningNode {
     /// Notified when a new node took the listeners over (`--upgrade`).
     handed_over: Arc<Notify>,
     control_socket: Option<PathBuf>,
+    /// The TLS certificates, reloadable (SIGHUP).
+    certificates: Option<Arc<CertResolver>>,
+    /// TLS listeners' addresses (TCP), in config order.
+    pub tls_addrs: Vec<SocketAddr>,
+    /// HTTP/3 endpoints' addresses (UDP).
+    pub h3_addrs: Vec<SocketAddr>,
+    /// The UDP sockets behind the HTTP/3 endpoints (kept for handover).
+    _udp_sockets: Vec<std::net::UdpSocket>,
 }
 
 /// How a node gets its listening sockets.
@@ -85,37 +95,81 @@ impl RunningNode {
         }
         let handler = Arc::new(handler);
 
-        let takeover = match sockets {
+        let mut takeover = match sockets {
             Sockets::Bind => None,
             Sockets::Upgrade => {
                 let first = *config.listen.first().context("no listener configured")?;
                 let path = config.control_socket.clone().unwrap_or_else(|| control::default_path(first));
                 let takeover = tokio::task::spawn_blocking(move || control::take_over(&path)).await??;
-                tracing::info!(old_pid = takeover.old_pid, sockets = takeover.listeners.len(), "taking over listeners");
+                tracing::info!(old_pid = takeover.old_pid, sockets = takeover.sockets.len(), "taking over listeners");
                 Some(takeover)
             }
         };
-        let mut inherited = takeover.as_ref().map(|t| t.listeners.iter().collect::<Vec<_>>()).unwrap_or_default();
+        let mut claim = |kind: SocketKind, addr: &SocketAddr| -> Option<OwnedFd> {
+            takeover.as_mut().and_then(|t| t.claim(kind, *addr))
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut listeners = JoinSet::new();
         let mut local_addrs = Vec::new();
-        let mut raw_fds = Vec::new();
+        let mut shared = Vec::new();
         for addr in &config.listen {
-            let listener = match inherited.iter().position(|(a, _)| a == addr) {
-                Some(i) => {
-                    let (_, std_listener) = inherited.remove(i);
-                    let std_listener = std_listener.try_clone()?;
-                    std_listener.set_nonblocking(true)?;
-                    TcpListener::from_std(std_listener)?
-                }
-                None => bind(addr, &config).await?,
-            };
+            let listener = tcp_listener(addr, claim(SocketKind::Tcp, addr), &config).await?;
             let local = listener.local_addr()?;
             tracing::info!(listen = %local, "serving HTTP/1.1 and h2c");
             local_addrs.push(local);
-            raw_fds.push((local, listener.as_raw_fd()));
+            shared.push((SocketKind::Tcp, local, listener.as_raw_fd()));
             listeners.spawn(serve_tcp(listener, Arc::clone(&handler), config.server.clone(), shutdown_rx.clone()));
         }
+        let (mut tls_addrs, mut h3_addrs, mut certificates) = (Vec::new(), Vec::new(), None);
+        let mut udp_sockets = Vec::new();
+        if let Some(tls) = &config.tls {
+            let resolver = CertResolver::new(tls.certificates.clone())?;
+            let acceptor =
+                tokio_rustls::TlsAcceptor::from(holdfast_frontend::tls::tcp_server_config(Arc::clone(&resolver))?);
+            for addr in &tls.listen {
+                let listener = tcp_listener(addr, claim(SocketKind::Tcp, addr), &config).await?;
+                let local = listener.local_addr()?;
+                let mut alt_svc = None;
+                if let Some(h3) = &tls.h3 {
+                    // HTTP/3 on the same address and port, over UDP.
+                    let udp_addr = SocketAddr::new(local.ip(), local.port());
+                    let socket = match claim(SocketKind::Udp, &udp_addr) {
+                        Some(fd) => std::net::UdpSocket::from(fd),
+                        None => std::net::UdpSocket::bind(udp_addr)
+                            .with_context(|| format!("cannot listen on {udp_addr} (UDP, HTTP/3)"))?,
+                    };
+                    let udp_local = socket.local_addr()?;
+                    shared.push((SocketKind::Udp, udp_local, socket.as_raw_fd()));
+                    // quinn takes a duplicate; the original stays with the node
+                    // so its descriptor can be handed over on upgrade.
+                    let endpoint = holdfast_frontend::h3::endpoint(socket.try_clone()?, Arc::clone(&resolver), h3)?;
+                    udp_sockets.push(socket);
+                    tracing::info!(listen = %udp_local, "serving HTTP/3");
+                    h3_addrs.push(udp_local);
+                    listeners.spawn(holdfast_frontend::h3::serve_h3(
+                        endpoint,
+                        Arc::clone(&handler),
+                        h3.clone(),
+                        shutdown_rx.clone(),
+                    ));
+                    let value = format!("h3=\":{}\"; ma={}", udp_local.port(), tls.alt_svc_max_age.as_secs());
+                    alt_svc = http::HeaderValue::from_str(&value).ok();
+                }
+                tracing::info!(listen = %local, "serving HTTP/1.1 and HTTP/2 over TLS");
+                tls_addrs.push(local);
+                shared.push((SocketKind::Tcp, local, listener.as_raw_fd()));
+                let tls_listener = TlsListener { acceptor: acceptor.clone(), alt_svc };
+                listeners.spawn(serve_tls(
+                    listener,
+                    Arc::clone(&handler),
+                    config.server.clone(),
+                    shutdown_rx.clone(),
+                    tls_listener,
+                ));
+            }
+            certificates = Some(resolver);
+        }
+        let raw_fds = shared;
 
         let readiness = Readiness::new();
         let admin_addr = match config.admin_listen {
@@ -156,6 +210,10 @@ impl RunningNode {
             listeners,
             handed_over,
             control_socket,
+            certificates,
+            tls_addrs,
+            h3_addrs,
+            _udp_sockets: udp_sockets,
         })
     }
 
@@ -171,6 +229,15 @@ impl RunningNode {
 
     pub fn readiness(&self) -> &Readiness {
         &self.readiness
+    }
+
+    /// Re-reads the TLS certificate files (SIGHUP). Open connections keep
+    /// theirs; on error the old certificates stay and the error is returned.
+    pub fn reload_certificates(&self) -> anyhow::Result<()> {
+        match &self.certificates {
+            Some(resolver) => Ok(resolver.reload()?),
+            None => Ok(()),
+        }
     }
 
     /// Resolves when a new process has taken over this node's listeners.
@@ -203,6 +270,22 @@ impl RunningNode {
         {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// A TCP listener: the one handed over by the old node, or a new one.
+async fn tcp_listener(
+    addr: &SocketAddr,
+    inherited: Option<OwnedFd>,
+    config: &NodeConfig,
+) -> anyhow::Result<TcpListener> {
+    match inherited {
+        Some(fd) => {
+            let listener = std::net::TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            Ok(TcpListener::from_std(listener)?)
+        }
+        None => bind(addr, config).await,
     }
 }
 

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check a config file and exit: 0 if it is valid, 1 with the errors if not.
     CheckConfig {
         /// The TOML file to check.
@@ -50,6 +50,18 @@ struct ServeArgs {
     /// Admin listener for /live and /ready (admin.listen; "" turns it off).
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// TLS listener address: HTTP/1.1 and HTTP/2 by ALPN (repeatable; tls.listen).
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Vec<String>,
+    /// Certificate chain (PEM) for the TLS listeners (tls.certificate).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Also serve HTTP/3 over UDP on the TLS listeners' addresses (tls.h3).
+    #[arg(long)]
+    h3: bool,
     /// Take the listening sockets over from the node running with the same
     /// arguments, then let it drain and exit: a zero-downtime restart or
     /// binary upgrade.
@@ -65,7 +77,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::CheckConfig { file } => check_config(&file),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,6 +111,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_object_size: args.max_object_size,
         cache_dir: args.cache_dir,
         admin_listen: args.admin_listen,
+        tls_listen: args.tls_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        h3: args.h3,
     };
     let config = NodeConfig::load(args.config.as_deref(), overrides)?;
     let sockets = if args.upgrade { Sockets::Upgrade } else { Sockets::Bind };
@@ -106,7 +122,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let node = RunningNode::start_with(config, sockets).await?;
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let reload = async {
+            loop {
+                hangup.recv().await;
+                match node.reload_certificates() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                    Err(error) => tracing::error!(error = %format!("{error:#}"), "SIGHUP: certificates not reloaded; keeping the old ones"),
+                }
+            }
+        };
         tokio::select! {
+            () = reload => {}
             result = tokio::signal::ctrl_c() => {
                 result?;
                 tracing::info!("interrupted: draining in-flight requests");

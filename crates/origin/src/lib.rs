@@ -28,6 +28,7 @@ use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -54,8 +55,9 @@ pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 64;
 /// Where an origin is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    /// An HTTP/1.1 server (`http://host:port`).
-    Http { authority: Authority },
+    /// An HTTP server: `http://host:port`, or `https://host:port` (the
+    /// certificate is verified, SNI is the host, HTTP/2 when ALPN offers it).
+    Http { authority: Authority, tls: bool },
     /// A local directory served as if it were an origin (`dir:PATH`).
     Directory { root: PathBuf, cache_control: String },
 }
@@ -73,23 +75,22 @@ impl Endpoint {
             });
         }
         let uri: Uri = text.parse().map_err(|e| format!("not a URL: {e}"))?;
-        match uri.scheme() {
-            Some(s) if *s == Scheme::HTTP => {}
-            Some(s) if *s == Scheme::HTTPS => {
-                return Err("https origins are not supported yet; use http://".into());
-            }
-            _ => return Err("an origin URL starts with http:// (or dir: for a directory)".into()),
-        }
+        let tls = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTP => false,
+            Some(s) if *s == Scheme::HTTPS => true,
+            _ => return Err("an origin URL starts with http:// or https:// (or dir: for a directory)".into()),
+        };
         if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
             return Err("an origin URL has no path: give scheme, host and port only".into());
         }
         let authority = uri.authority().cloned().ok_or("an origin URL needs a host")?;
-        Ok(Endpoint::Http { authority })
+        Ok(Endpoint::Http { authority, tls })
     }
 
     fn label(&self) -> String {
         match self {
-            Endpoint::Http { authority } => format!("http://{authority}"),
+            Endpoint::Http { authority, tls: false } => format!("http://{authority}"),
+            Endpoint::Http { authority, tls: true } => format!("https://{authority}"),
             Endpoint::Directory { root, .. } => format!("dir:{}", root.display()),
         }
     }
@@ -127,6 +128,9 @@ pub struct OriginConfig {
     pub pool_max_idle_per_host: usize,
     pub retry: RetryPolicy,
     pub health: HealthConfig,
+    /// Trusted roots for https origins besides the bundled web PKI roots
+    /// (a private CA's certificates).
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl OriginConfig {
@@ -142,6 +146,7 @@ impl OriginConfig {
             pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
             retry: RetryPolicy::default(),
             health: HealthConfig::default(),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -179,7 +184,25 @@ impl std::fmt::Debug for PassBody {
     }
 }
 
-type HttpClient = HyperClient<HttpConnector, BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>;
+type HttpClient = HyperClient<HttpsConnector<HttpConnector>, BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>;
+
+/// Client TLS for https origins: ring, TLS 1.2 and 1.3, web PKI roots plus
+/// the configured ones, ALPN h2 then http/1.1.
+fn tls_config(extra_roots: &[rustls_pki_types::CertificateDer<'static>]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for root in extra_roots {
+        // A root that does not parse was already reported when the config was read.
+        let _ = roots.add(root.clone());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        // Invariant: the ring provider supports rustls' default versions.
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
 
 /// An origin group: its members, fallback, health and counters.
 #[derive(Clone)]
@@ -218,10 +241,16 @@ impl Client {
 
     /// A client that shares the node-wide retry budget.
     pub fn with_budget(config: OriginConfig, budget: Arc<RetryBudget>) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(&config.extra_roots))
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
         let http = HyperClient::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -352,7 +381,7 @@ impl Client {
             let target = &inner.targets[index];
             let outcome = match &target.endpoint {
                 Endpoint::Directory { root, cache_control } => directory::serve(root, cache_control, &request).await,
-                Endpoint::Http { authority } => inner.send_http(authority, &mut request).await,
+                Endpoint::Http { authority, tls } => inner.send_http(authority, *tls, &mut request).await,
             };
             match outcome {
                 Ok(response) if retryable_method && status_is_retryable(response.status()) => {
@@ -464,7 +493,7 @@ impl Inner {
 
     async fn check(&self, index: usize, path: &str) {
         let target = &self.targets[index];
-        let Endpoint::Http { authority } = &target.endpoint else { return };
+        let Endpoint::Http { authority, tls } = &target.endpoint else { return };
         let mut request = OriginRequest {
             method: Method::GET,
             path_and_query: path.to_owned(),
@@ -475,7 +504,7 @@ impl Inner {
             body: None,
             hold: false,
         };
-        let healthy = match self.send_http(authority, &mut request).await {
+        let healthy = match self.send_http(authority, *tls, &mut request).await {
             Ok(response) => !response.status().is_server_error(),
             Err(_) => false,
         };
@@ -489,11 +518,12 @@ impl Inner {
     async fn send_http(
         &self,
         authority: &Authority,
+        tls: bool,
         request: &mut OriginRequest,
     ) -> Result<Response<OriginBody>, OriginErrorKind> {
         let config = &self.config;
         let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(if tls { Scheme::HTTPS } else { Scheme::HTTP })
             .authority(authority.clone())
             .path_and_query(request.path_and_query.as_str())
             .build()
@@ -564,6 +594,6 @@ mod tests {
         assert!(Endpoint::parse("ftp://x").is_err());
         assert!(Endpoint::parse("127.0.0.1:9000").is_err());
         assert!(Endpoint::parse("http://x/path").is_err());
-        assert!(Endpoint::parse("https://x").unwrap_err().contains("not supported yet"));
+        assert!(matches!(Endpoint::parse("https://cdn.example:8443"), Ok(Endpoint::Http { tls: true, .. })));
     }
 }
