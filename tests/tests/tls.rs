@@ -1,0 +1,230 @@
+//! TLS, HTTP/2 over ALPN, HTTP/3 with a client holdfast did not write
+//! (h3-quinn), SNI, certificate reload, HTTPS origins.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use common::{node_with, within};
+use holdfast_node::config::{CertSection, FileConfig};
+use holdfast_test::{FakeOrigin, Reply};
+use http_body_util::BodyExt;
+use rustls_pki_types::{CertificateDer, ServerName};
+
+struct Certs {
+    dir: PathBuf,
+    /// (cert path, key path, DER) per generated certificate.
+    pairs: Vec<(PathBuf, PathBuf, CertificateDer<'static>)>,
+}
+
+fn certs(name: &str, sans: &[&[&str]]) -> Certs {
+    let dir = std::env::temp_dir().join(format!("holdfast-tls-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut pairs = Vec::new();
+    for (i, names) in sans.iter().enumerate() {
+        let generated =
+            rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let (cert, key) = (dir.join(format!("{i}.crt")), dir.join(format!("{i}.key")));
+        std::fs::write(&cert, generated.cert.pem()).unwrap();
+        std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+        pairs.push((cert, key, CertificateDer::from(generated.cert.der().to_vec())));
+    }
+    Certs { dir, pairs }
+}
+
+fn with_tls(certs: &Certs, h3: bool) -> impl FnOnce(&mut FileConfig) {
+    let certificate: Vec<CertSection> =
+        certs.pairs.iter().map(|(cert, key, _)| CertSection { cert: cert.clone(), key: key.clone() }).collect();
+    move |c: &mut FileConfig| {
+        c.tls.listen = vec!["127.0.0.1:0".into()];
+        c.tls.certificate = certificate;
+        c.tls.h3 = h3;
+    }
+}
+
+fn client_config(roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    config
+}
+
+/// One GET over TLS; returns (ALPN, status, x-cache, alt-svc, peer cert, body).
+async fn tls_get(
+    addr: SocketAddr,
+    sni: &str,
+    roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+    path: &str,
+) -> (Vec<u8>, u16, String, Option<String>, CertificateDer<'static>, Bytes) {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(roots, alpn)));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector.connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp).await.unwrap();
+    let (_, session) = tls.get_ref();
+    let negotiated = session.alpn_protocol().unwrap_or_default().to_vec();
+    let peer = session.peer_certificates().unwrap()[0].clone().into_owned();
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let request = http::Request::get(format!("https://{sni}{path}"))
+        .header("host", sni)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = if negotiated == b"h2" {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+        tokio::spawn(connection);
+        let mut request = request;
+        *request.version_mut() = http::Version::HTTP_2;
+        sender.send_request(request).await.unwrap()
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(connection);
+        let (mut parts, body) = request.into_parts();
+        parts.uri = path.parse().unwrap();
+        sender.send_request(http::Request::from_parts(parts, body)).await.unwrap()
+    };
+    let status = response.status().as_u16();
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (x_cache, alt_svc) = (header("x-cache").unwrap_or_default(), header("alt-svc"));
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (negotiated, status, x_cache, alt_svc, peer, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_negotiates_h2_and_http1_and_advertises_h3() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/app.js", Reply::ok("tls body"));
+        let certs = certs("alpn", &[&["localhost"]]);
+        let (node, _) = node_with(&origin, with_tls(&certs, true)).await;
+        let addr = node.tls_addrs[0];
+        let roots = [certs.pairs[0].2.clone()];
+        let (alpn, status, x_cache, alt_svc, _, body) =
+            tls_get(addr, "localhost", &roots, &[b"h2", b"http/1.1"], "/app.js").await;
+        assert_eq!(
+            (alpn.as_slice(), status, x_cache.as_str(), body.as_ref()),
+            (&b"h2"[..], 200, "MISS", &b"tls body"[..])
+        );
+        let port = node.h3_addrs[0].port();
+        assert_eq!(alt_svc.as_deref(), Some(format!("h3=\":{port}\"; ma=86400").as_str()));
+        let (alpn, status, x_cache, ..) = tls_get(addr, "localhost", &roots, &[b"http/1.1"], "/app.js").await;
+        assert_eq!((alpn.as_slice(), status, x_cache.as_str()), (&b"http/1.1"[..], 200, "HIT"));
+        let _ = std::fs::remove_dir_all(&certs.dir);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_picks_the_certificate_and_reload_replaces_it() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let certs = certs("sni", &[&["a.example"], &["b.example", "*.b.example"]]);
+        let (node, _) = node_with(&origin, with_tls(&certs, false)).await;
+        let addr = node.tls_addrs[0];
+        let roots: Vec<_> = certs.pairs.iter().map(|p| p.2.clone()).collect();
+        let (.., peer, _) = tls_get(addr, "img.b.example", &roots, &[b"h2"], "/").await;
+        assert_eq!(peer, certs.pairs[1].2, "SNI chose the b.example certificate");
+        let (.., peer, _) = tls_get(addr, "a.example", &roots, &[b"h2"], "/").await;
+        assert_eq!(peer, certs.pairs[0].2);
+        // Replace a.example's certificate on disk, then reload.
+        let fresh = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
+        std::fs::write(&certs.pairs[0].0, fresh.cert.pem()).unwrap();
+        std::fs::write(&certs.pairs[0].1, fresh.signing_key.serialize_pem()).unwrap();
+        node.reload_certificates().unwrap();
+        let fresh_der = CertificateDer::from(fresh.cert.der().to_vec());
+        let (.., peer, _) = tls_get(addr, "a.example", &[fresh_der.clone()], &[b"h2"], "/").await;
+        assert_eq!(peer, fresh_der, "new handshakes get the reloaded certificate");
+        // A broken file is refused and the current certificates stay.
+        std::fs::write(&certs.pairs[0].0, "not a certificate").unwrap();
+        assert!(node.reload_certificates().is_err());
+        let (.., peer, _) = tls_get(addr, "a.example", &[fresh_der.clone()], &[b"h2"], "/").await;
+        assert_eq!(peer, fresh_der);
+        let _ = std::fs::remove_dir_all(&certs.dir);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http3_serves_from_the_same_cache() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        origin.route("/big.js", Reply::ok(body.clone()));
+        let certs = certs("h3", &[&["localhost"]]);
+        let (node, _) = node_with(&origin, with_tls(&certs, true)).await;
+        let h3_addr = node.h3_addrs[0];
+
+        let mut config = client_config(&[certs.pairs[0].2.clone()], &[b"h3"]);
+        config.enable_early_data = true;
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(config).unwrap();
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let connection = endpoint.connect(h3_addr, "localhost").unwrap().await.unwrap();
+        let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(connection)).await.unwrap();
+        tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+        for expected in ["MISS", "HIT"] {
+            let request = http::Request::get("https://localhost/big.js").body(()).unwrap();
+            let mut stream = sender.send_request(request).await.unwrap();
+            stream.finish().await.unwrap();
+            let response = stream.recv_response().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["x-cache"], expected);
+            assert!(response.headers().contains_key("date"), "h3 responses carry date");
+            assert_eq!(response.headers()["content-length"], body.len().to_string().as_str());
+            let mut received = Vec::new();
+            while let Some(mut chunk) = stream.recv_data().await.unwrap() {
+                received.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+            }
+            assert_eq!(received, body);
+        }
+        assert_eq!(origin.hits("/big.js"), 1, "HTTP/3 and the other protocols share one cache");
+        let _ = std::fs::remove_dir_all(&certs.dir);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_origins_are_verified_and_pooled() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/asset.css", Reply::ok("through TLS"));
+        // A shield node with TLS is the edge's https origin.
+        let certs = certs("origin", &[&["localhost"]]);
+        let (shield, _) = node_with(&origin, with_tls(&certs, false)).await;
+        let shield_url = format!("https://localhost:{}", shield.tls_addrs[0].port());
+        let ca_file = certs.pairs[0].0.clone();
+        let (_edge, edge) = node_with(&origin, move |c| {
+            c.origin.urls = common::urls(&[shield_url]);
+            c.origin.ca_file = Some(ca_file);
+            c.origin.health_check_path = String::new();
+        })
+        .await;
+        let response = holdfast_test::get(edge, "/asset.css").await;
+        assert_eq!((response.status.as_u16(), response.bytes().as_ref()), (200, b"through TLS".as_ref()));
+        assert_eq!(origin.hits("/asset.css"), 1);
+        // An origin whose certificate is not trusted is refused.
+        let untrusted = format!("https://localhost:{}", shield.tls_addrs[0].port());
+        let (_edge2, edge2) = node_with(&origin, move |c| {
+            c.origin.urls = common::urls(&[untrusted]);
+            c.origin.hold_budget = Duration::from_millis(200);
+            c.origin.health_check_path = String::new();
+        })
+        .await;
+        let response = holdfast_test::get(edge2, "/other.css").await;
+        assert!(response.status.is_server_error(), "{}", response.status);
+        let _ = std::fs::remove_dir_all(&certs.dir);
+    })
+    .await
+}
