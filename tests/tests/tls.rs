@@ -144,12 +144,12 @@ async fn sni_picks_the_certificate_and_reload_replaces_it() {
         std::fs::write(&certs.pairs[0].1, fresh.signing_key.serialize_pem()).unwrap();
         node.reload_certificates().unwrap();
         let fresh_der = CertificateDer::from(fresh.cert.der().to_vec());
-        let (.., peer, _) = tls_get(addr, "a.example", &[fresh_der.clone()], &[b"h2"], "/").await;
+        let (.., peer, _) = tls_get(addr, "a.example", std::slice::from_ref(&fresh_der), &[b"h2"], "/").await;
         assert_eq!(peer, fresh_der, "new handshakes get the reloaded certificate");
         // A broken file is refused and the current certificates stay.
         std::fs::write(&certs.pairs[0].0, "not a certificate").unwrap();
         assert!(node.reload_certificates().is_err());
-        let (.., peer, _) = tls_get(addr, "a.example", &[fresh_der.clone()], &[b"h2"], "/").await;
+        let (.., peer, _) = tls_get(addr, "a.example", std::slice::from_ref(&fresh_der), &[b"h2"], "/").await;
         assert_eq!(peer, fresh_der);
         let _ = std::fs::remove_dir_all(&certs.dir);
     })
