@@ -226,6 +226,28 @@ impl DiskTier {
         let _ = fs::remove_file(fan_out(&self.config.dir, "vary", &primary.to_hex()));
     }
 
+    /// Purges every stored record that `matches` selects, durably: hard
+    /// removes the record, soft rewrites it stale. Walks the metadata files
+    /// (one read per record). Returns how many were purged.
+    pub fn purge(&self, matches: &dyn Fn(&Meta) -> bool, soft: bool) -> u64 {
+        let mut records = Vec::new();
+        walk(&self.config.dir.join("meta"), &mut |path, _| records.push(path.to_path_buf()));
+        let mut purged = 0;
+        for path in records {
+            let Some(meta) = fs::read(&path).ok().and_then(|bytes| codec::decode_meta(&bytes)) else { continue };
+            if !matches(&meta) {
+                continue;
+            }
+            let done = if soft {
+                self.write_atomic(&path, &codec::encode_meta(&meta.soft_purged())).is_ok()
+            } else {
+                fs::remove_file(&path).is_ok()
+            };
+            purged += u64::from(done);
+        }
+        purged
+    }
+
     fn write_records(&self, primary: &Key, request: &HeaderMap, meta: &Meta) -> io::Result<()> {
         let root = &self.config.dir;
         let vary: &[HeaderName] = &meta.vary;

@@ -99,6 +99,23 @@ impl Meta {
         !self.directives.no_cache && self.age(now) < self.freshness_lifetime
     }
 
+    /// The same response marked stale by a soft purge: no freshness left, no
+    /// stale-while-revalidate, so the next request revalidates and it is
+    /// served only if the origin fails.
+    pub fn soft_purged(&self) -> Meta {
+        let mut meta = self.clone();
+        meta.freshness_lifetime = Duration::ZERO;
+        meta.directives.stale_while_revalidate = None;
+        meta.directives.immutable = false;
+        meta
+    }
+
+    /// The URL without its scheme, lowercase host: what purges match on, so
+    /// one purge covers the http and https copies of an object.
+    pub fn purge_url(&self) -> &str {
+        self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest)
+    }
+
     /// How long past its freshness lifetime the response is.
     pub fn staleness(&self, now: SystemTime) -> Duration {
         self.age(now).saturating_sub(self.freshness_lifetime)
@@ -221,6 +238,8 @@ pub struct StoreStats {
     pub objects: u64,
     pub blobs: u64,
     pub body_bytes: u64,
+    /// Bodies evicted to stay within the memory size.
+    pub evictions: u64,
 }
 
 /// The cache store (memory tier).
@@ -229,13 +248,17 @@ pub struct Store {
     vary: Cache<Key, Arc<[HeaderName]>>,
     meta: Cache<Key, Arc<Meta>>,
     blobs: Cache<Digest, Bytes>,
+    evictions: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
     pub fn new(config: &StoreConfig) -> Store {
         let meta_budget = (config.memory_size / META_SHARE_DIVISOR).max(1024 * 1024);
         let blob_budget = config.memory_size.saturating_sub(meta_budget).max(1);
+        let evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = Arc::clone(&evictions);
         Store {
+            evictions,
             vary: Cache::builder()
                 .max_capacity(meta_budget / 4)
                 .weigher(|_, names: &Arc<[HeaderName]>| {
@@ -246,6 +269,11 @@ impl Store {
             blobs: Cache::builder()
                 .max_capacity(blob_budget)
                 .weigher(|_, body: &Bytes| clamp_weight(body.len().max(1)))
+                .eviction_listener(move |_, _, cause| {
+                    if cause == moka::notification::RemovalCause::Size {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
                 .build(),
         }
     }
@@ -296,6 +324,25 @@ impl Store {
         self.vary.invalidate(primary);
     }
 
+    /// Purges every stored response that `matches` selects: removes it
+    /// (hard) or marks it stale (soft: it is then revalidated, and served
+    /// only while the origin fails). Returns how many were purged.
+    pub fn purge(&self, matches: &dyn Fn(&Meta) -> bool, soft: bool) -> u64 {
+        let mut purged = 0;
+        for (variant, meta) in self.meta.iter() {
+            if !matches(&meta) {
+                continue;
+            }
+            purged += 1;
+            if soft {
+                self.meta.insert(*variant, Arc::new(meta.soft_purged()));
+            } else {
+                self.meta.invalidate(&*variant);
+            }
+        }
+        purged
+    }
+
     /// Runs moka's pending housekeeping, so counts are exact (tests, stats).
     pub fn run_pending_tasks(&self) {
         self.vary.run_pending_tasks();
@@ -308,6 +355,7 @@ impl Store {
             objects: self.meta.entry_count(),
             blobs: self.blobs.entry_count(),
             body_bytes: self.blobs.weighted_size(),
+            evictions: self.evictions.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -366,7 +414,7 @@ mod tests {
         let a = store_response(&store, "/v1/app.js", &req, cc(), b"same bytes", at(0));
         let b = store_response(&store, "/v2/app.js", &req, cc(), b"same bytes", at(0));
         store.run_pending_tasks();
-        assert_eq!(store.stats(), StoreStats { objects: 2, blobs: 1, body_bytes: 10 });
+        assert_eq!(store.stats(), StoreStats { objects: 2, blobs: 1, body_bytes: 10, evictions: 0 });
         let (Lookup::Fresh(x), Lookup::Fresh(y)) = (store.lookup(&a, &req, at(1)), store.lookup(&b, &req, at(1)))
         else {
             panic!("both should hit");

@@ -101,6 +101,66 @@ impl Site {
     }
 }
 
+/// What a purge selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeTarget {
+    /// One URL (`https://host/path?query`; the scheme is ignored, so the
+    /// http and https copies go together), every variant of it.
+    Url(String),
+    /// Every URL that starts with this (`host/path-prefix`, scheme optional).
+    Prefix(String),
+    /// Every object tagged so by `Surrogate-Key` or `Cache-Tag`.
+    Tag(String),
+    /// Everything.
+    All,
+}
+
+impl PurgeTarget {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PurgeTarget::Url(_) => "url",
+            PurgeTarget::Prefix(_) => "prefix",
+            PurgeTarget::Tag(_) => "tag",
+            PurgeTarget::All => "all",
+        }
+    }
+
+    /// The matcher over stored metadata, for every tier.
+    fn matcher(&self) -> Arc<dyn Fn(&holdfast_cache::Meta) -> bool + Send + Sync> {
+        match self {
+            PurgeTarget::Url(url) => {
+                let url = normalize_purge_url(url);
+                Arc::new(move |meta| meta.purge_url() == url)
+            }
+            PurgeTarget::Prefix(prefix) => {
+                let prefix = normalize_purge_url(prefix);
+                Arc::new(move |meta| meta.purge_url().starts_with(&prefix))
+            }
+            PurgeTarget::Tag(tag) => {
+                let tag = tag.clone();
+                Arc::new(move |meta| meta.tags.contains(&tag))
+            }
+            PurgeTarget::All => Arc::new(|_| true),
+        }
+    }
+}
+
+/// `https://Host:443/p` -> `host/p`: the form stored URLs are matched in
+/// (without scheme; host lowercase and without port, as keys are made).
+fn normalize_purge_url(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let host = normalize_host(authority).unwrap_or_else(|| authority.to_ascii_lowercase());
+    format!("{host}{path}")
+}
+
+/// How many stored responses a purge reached, per tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub memory: u64,
+    pub disk: u64,
+}
+
 /// Limits and policy of the handler. Defaults suit a CDN node in front of
 /// a static-asset origin.
 #[derive(Debug, Clone)]
@@ -151,11 +211,25 @@ pub struct Handler {
     inflight: Arc<Inflight>,
     /// Responses by cache result, indexed like `CacheResult::ALL`.
     results: [AtomicU64; 6],
+    /// Responses by (protocol, status, cache result), and body bytes.
+    requests: std::sync::Mutex<std::collections::HashMap<(Version, u16, CacheResult), u64>>,
+    response_bytes: AtomicU64,
+    purges: std::sync::Mutex<std::collections::HashMap<&'static str, u64>>,
 }
 
 impl Handler {
     pub fn new(config: HandlerConfig, store: Store, sites: Vec<Site>) -> Handler {
-        Handler { config, store, sites, disk: None, inflight: Arc::default(), results: Default::default() }
+        Handler {
+            config,
+            store,
+            sites,
+            disk: None,
+            inflight: Arc::default(),
+            results: Default::default(),
+            requests: Default::default(),
+            response_bytes: AtomicU64::new(0),
+            purges: Default::default(),
+        }
     }
 
     /// Puts a disk tier behind the memory tier: memory misses are looked up
@@ -192,9 +266,51 @@ impl Handler {
         &self.store
     }
 
+    /// Purges from every tier: memory at once, the disk tier durably (a
+    /// hard-purged object does not come back after a restart).
+    pub async fn purge(&self, target: &PurgeTarget, soft: bool) -> PurgeReport {
+        let matcher = target.matcher();
+        let memory = self.store.purge(&*matcher, soft);
+        let disk = match &self.disk {
+            Some(disk) => {
+                let disk = Arc::clone(disk);
+                tokio::task::spawn_blocking(move || disk.purge(&*matcher, soft)).await.unwrap_or(0)
+            }
+            None => 0,
+        };
+        tracing::info!(kind = target.kind(), ?target, soft, memory, disk, "purged");
+        *self.purges.lock().unwrap_or_else(|p| p.into_inner()).entry(target.kind()).or_default() += 1;
+        PurgeReport { memory, disk }
+    }
+
     /// Responses served so far, by cache result (STALE counts stale serving).
     pub fn results(&self) -> Vec<(CacheResult, u64)> {
         CacheResult::ALL.iter().zip(&self.results).map(|(r, n)| (*r, n.load(Ordering::Relaxed))).collect()
+    }
+
+    /// Responses by protocol ("HTTP/1.1", "HTTP/2", "HTTP/3"), status and
+    /// cache result; body bytes announced by Content-Length.
+    pub fn request_counts(&self) -> (Vec<(&'static str, u16, CacheResult, u64)>, u64) {
+        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let counts = requests
+            .iter()
+            .map(|((version, status, result), n)| {
+                let protocol = match *version {
+                    Version::HTTP_09 => "HTTP/0.9",
+                    Version::HTTP_10 => "HTTP/1.0",
+                    Version::HTTP_2 => "HTTP/2",
+                    Version::HTTP_3 => "HTTP/3",
+                    _ => "HTTP/1.1",
+                };
+                (protocol, *status, *result, *n)
+            })
+            .collect();
+        (counts, self.response_bytes.load(Ordering::Relaxed))
+    }
+
+    /// Purges done, by kind.
+    pub fn purge_counts(&self) -> Vec<(&'static str, u64)> {
+        self.purges.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, n)| (*k, *n)).collect()
     }
 
     /// Origin fills in flight, and the client requests reading them.
@@ -210,6 +326,7 @@ impl Handler {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
+        let version = parts.version;
         let response = match self.route(parts, body, scheme).await {
             Ok(response) => response,
             Err(refusal) => self.refuse(refusal),
@@ -218,7 +335,11 @@ impl Handler {
             response.headers().get(X_CACHE).and_then(|v| CacheResult::ALL.iter().position(|r| v == r.as_str()));
         if let Some(index) = result {
             self.results[index].fetch_add(1, Ordering::Relaxed);
+            let key = (version, response.status().as_u16(), CacheResult::ALL[index]);
+            *self.requests.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default() += 1;
         }
+        let length = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        self.response_bytes.fetch_add(length.unwrap_or(0), Ordering::Relaxed);
         response
     }
 

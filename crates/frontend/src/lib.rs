@@ -18,6 +18,6 @@ pub mod server;
 pub mod tls;
 pub mod upstream;
 
-pub use handler::{CacheResult, Handler, HandlerConfig, Site};
+pub use handler::{CacheResult, Handler, HandlerConfig, PurgeReport, PurgeTarget, Site};
 pub use server::{ServerConfig, TlsListener, serve_tcp, serve_tls};
 pub use upstream::{Fetch, Fetched, Upstream, UpstreamError};

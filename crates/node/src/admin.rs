@@ -1,19 +1,38 @@
-//! The admin listener: `/live` and `/ready` for probes and load balancers.
-//! (Purge, stats and metrics join it in the operations issue.)
+//! The admin listener: probes, purge, stats, metrics, reload.
+//!
+//! `/live` and `/ready` answer anyone (probes). Every other request needs
+//! `Authorization: Bearer <token>` (compared in constant time); without it,
+//! 401 and nothing done, unknown paths included. `/metrics` can be opened to
+//! scrapers without the token by configuration. JSON in and out.
+//!
+//! | method | path | does |
+//! | --- | --- | --- |
+//! | GET | /live, /ready | 200, or 503 while draining |
+//! | POST | /purge | `{"url"|"prefix"|"tag": "...", "all": true, "soft": bool}` |
+//! | GET | /stats | hit ratio, objects and bytes per tier, origin health |
+//! | GET | /metrics | Prometheus (OpenMetrics) text |
+//! | POST | /reload | re-reads TLS certificates |
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use holdfast_frontend::{CacheResult, Handler, PurgeTarget};
+use holdfast_origin::Client;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use serde::Deserialize;
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::metrics;
 
 /// Whether the node wants traffic: false from the first moment of a drain,
 /// so load balancers stop sending before the listeners close.
@@ -40,38 +59,223 @@ impl Default for Readiness {
     }
 }
 
-fn answer(request: &Request<Incoming>, readiness: &Readiness) -> Response<Full<Bytes>> {
-    let (status, text) = match request.uri().path() {
-        "/live" => (StatusCode::OK, "live\n"),
-        "/ready" if readiness.is_ready() => (StatusCode::OK, "ready\n"),
-        "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
-        _ => (StatusCode::NOT_FOUND, "not found\n"),
-    };
+/// Everything the admin endpoints read or act on.
+pub struct Admin {
+    pub readiness: Readiness,
+    /// The bearer token; `None` leaves only the open endpoints usable.
+    pub token: Option<String>,
+    pub metrics_without_token: bool,
+    pub handler: Arc<Handler>,
+    pub origins: Vec<(String, Client)>,
+    pub started: Instant,
+    /// The same moment as a Unix time, for the restart metric.
+    pub started_unix: u64,
+    /// Reloads what can be reloaded (TLS certificates).
+    pub reload: Box<dyn Fn() -> Result<(), String> + Send + Sync>,
+}
+
+/// Compares without an early exit, so the time taken says nothing about
+/// how much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    url: Option<String>,
+    prefix: Option<String>,
+    tag: Option<String>,
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    soft: bool,
+}
+
+type AdminResponse = Response<Full<Bytes>>;
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> AdminResponse {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string() + "\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> AdminResponse {
+    json_response(status, json!({ "error": message }))
+}
+
+impl Admin {
+    fn authorized(&self, request: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else { return false };
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(presented.as_bytes(), token.as_bytes())
+    }
+
+    async fn answer(&self, request: Request<Incoming>) -> AdminResponse {
+        let path = request.uri().path().to_owned();
+        match path.as_str() {
+            "/live" => return plain(StatusCode::OK, "live\n"),
+            "/ready" if self.readiness.is_ready() => return plain(StatusCode::OK, "ready\n"),
+            "/ready" => return plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+            "/metrics" if self.metrics_without_token || self.authorized(&request) => {
+                let mut response = plain(StatusCode::OK, "");
+                *response.body_mut() =
+                    Full::new(Bytes::from(metrics::render(&self.handler, &self.origins, self.started_unix)));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                );
+                return response;
+            }
+            _ => {}
+        }
+        if !self.authorized(&request) {
+            let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            return response;
+        }
+        match (request.method().clone(), path.as_str()) {
+            (Method::POST, "/purge") => self.purge(request).await,
+            (Method::GET, "/stats") => json_response(StatusCode::OK, self.stats()),
+            (Method::POST, "/reload") => match (self.reload)() {
+                Ok(()) => json_response(StatusCode::OK, json!({ "reloaded": true })),
+                Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+            },
+            (_, "/purge" | "/stats" | "/reload") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+        }
+    }
+
+    async fn purge(&self, request: Request<Incoming>) -> AdminResponse {
+        let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "purge request too large"),
+        };
+        let parsed: PurgeRequest = match serde_json::from_slice(&body) {
+            Ok(parsed) => parsed,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad purge request: {e}")),
+        };
+        let targets = [
+            parsed.url.map(PurgeTarget::Url),
+            parsed.prefix.map(PurgeTarget::Prefix),
+            parsed.tag.map(PurgeTarget::Tag),
+            parsed.all.then_some(PurgeTarget::All),
+        ];
+        let mut chosen = targets.into_iter().flatten();
+        let (Some(target), None) = (chosen.next(), chosen.next()) else {
+            return error(StatusCode::BAD_REQUEST, "give exactly one of url, prefix, tag or all");
+        };
+        if matches!(&target, PurgeTarget::Url(s) | PurgeTarget::Prefix(s) | PurgeTarget::Tag(s) if s.is_empty()) {
+            return error(StatusCode::BAD_REQUEST, "the purge target is empty");
+        }
+        let started = Instant::now();
+        let report = self.handler.purge(&target, parsed.soft).await;
+        json_response(
+            StatusCode::OK,
+            json!({
+                "kind": target.kind(),
+                "soft": parsed.soft,
+                "purged": { "memory": report.memory, "disk": report.disk },
+                "took_ms": started.elapsed().as_millis() as u64,
+            }),
+        )
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let results: serde_json::Map<String, serde_json::Value> =
+            self.handler.results().into_iter().map(|(r, n)| (r.as_str().to_owned(), json!(n))).collect();
+        let count = |r: CacheResult| self.handler.results().iter().find(|(x, _)| *x == r).map_or(0, |(_, n)| *n);
+        let hits = count(CacheResult::Hit) + count(CacheResult::Stale) + count(CacheResult::Revalidated);
+        let lookups = hits + count(CacheResult::Miss);
+        let store = self.handler.store();
+        store.run_pending_tasks();
+        let memory = store.stats();
+        let disk = self.handler.disk().map(|d| {
+            let s = d.stats();
+            json!({ "objects_bytes": s.bytes, "blobs": s.blobs, "hits": s.hits, "corrupt": s.corrupt,
+                    "write_errors": s.write_errors, "evictions": s.evictions, "full": s.full, "scanned": s.scanned })
+        });
+        let origins: Vec<serde_json::Value> = self
+            .origins
+            .iter()
+            .map(|(site, client)| {
+                let s = client.stats().snapshot();
+                let members: Vec<serde_json::Value> = client
+                    .members()
+                    .into_iter()
+                    .map(|m| {
+                        json!({ "origin": m.origin, "fallback": m.fallback, "breaker": m.breaker.as_str(),
+                                     "consecutive_failures": m.consecutive_failures })
+                    })
+                    .collect();
+                json!({ "site": site, "requests": s.requests, "failures": s.failures, "retries": s.retries,
+                        "holds": s.holds, "ejections": s.ejections, "members": members })
+            })
+            .collect();
+        let (fills, waiters) = self.handler.fills_in_flight();
+        json!({
+            "uptime_s": self.started.elapsed().as_secs(),
+            "ready": self.readiness.is_ready(),
+            "responses": results,
+            "hit_ratio": if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
+            "memory": { "objects": memory.objects, "blobs": memory.blobs, "bytes": memory.body_bytes,
+                        "evictions": memory.evictions },
+            "disk": disk,
+            "fills_in_flight": fills,
+            "coalesced_waiters": waiters,
+            "origins": origins,
+        })
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> AdminResponse {
     let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
 /// Serves the admin endpoints until shutdown.
-pub async fn serve(listener: TcpListener, readiness: Readiness, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let Ok((stream, _)) = accepted else { continue };
-        let readiness = readiness.clone();
+        let admin = Arc::clone(&admin);
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let response = answer(&request, &readiness);
-                async move { Ok::<_, Infallible>(response) }
+                let admin = Arc::clone(&admin);
+                async move { Ok::<_, Infallible>(admin.answer(request).await) }
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(5));
             let _ = builder.serve_connection(TokioIo::new(stream), service).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret!"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(!constant_time_eq(b"x", b""));
     }
 }

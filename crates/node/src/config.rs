@@ -96,11 +96,15 @@ pub struct CertSection {
 pub struct AdminSection {
     /// Admin listener address; "" turns it off.
     pub listen: String,
+    /// File holding the bearer token (else HOLDFAST_ADMIN_TOKEN).
+    pub token_file: Option<PathBuf>,
+    /// Let scrapers read /metrics without the token.
+    pub metrics_without_token: bool,
 }
 
 impl Default for AdminSection {
     fn default() -> Self {
-        AdminSection { listen: DEFAULT_ADMIN_LISTEN.to_owned() }
+        AdminSection { listen: DEFAULT_ADMIN_LISTEN.to_owned(), token_file: None, metrics_without_token: false }
     }
 }
 
@@ -306,6 +310,9 @@ pub struct Overrides {
     pub max_object_size: Option<ByteSize>,
     pub cache_dir: Option<PathBuf>,
     pub admin_listen: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    /// HOLDFAST_ADMIN_TOKEN, read once at startup by the binary.
+    pub admin_token_env: Option<String>,
     pub tls_listen: Vec<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -346,6 +353,8 @@ pub struct NodeConfig {
     pub control_socket: Option<PathBuf>,
     pub shutdown_delay: Duration,
     pub tls: Option<TlsConfig>,
+    pub admin_token: Option<String>,
+    pub metrics_without_token: bool,
 }
 
 /// Reads and parses a config file; errors name the file and the key.
@@ -396,6 +405,22 @@ impl NodeConfig {
         if let Some(listen) = overrides.admin_listen {
             file.admin.listen = listen;
         }
+        let token_file = match overrides.admin_token_file {
+            Some(path) => Some(path),
+            None => file.admin.token_file.as_ref().map(|p| if p.is_relative() { base.join(p) } else { p.clone() }),
+        };
+        let admin_token = match token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("{source}: admin.token_file = {}: {e}", path.display()))?;
+                let token = text.trim().to_owned();
+                if token.len() < 16 {
+                    bail!("{source}: admin.token_file = {}: the token must be at least 16 characters", path.display());
+                }
+                Some(token)
+            }
+            None => overrides.admin_token_env.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+        };
         if !overrides.tls_listen.is_empty() {
             file.tls.listen = overrides.tls_listen;
         }
@@ -545,6 +570,8 @@ impl NodeConfig {
             control_socket: file.server.control_socket,
             shutdown_delay: file.server.shutdown_delay,
             tls,
+            admin_token,
+            metrics_without_token: file.admin.metrics_without_token,
         })
     }
 }

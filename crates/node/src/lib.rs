@@ -2,8 +2,10 @@
 //! start a whole node in process. The binary in `main.rs` is the CLI.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod control;
+mod metrics;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -177,8 +179,29 @@ impl RunningNode {
                 let listener =
                     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on admin {addr}"))?;
                 let local = listener.local_addr()?;
-                tracing::info!(admin = %local, "admin endpoints /live and /ready");
-                listeners.spawn(admin::serve(listener, readiness.clone(), shutdown_rx.clone()));
+                let resolver = certificates.clone();
+                let admin = admin::Admin {
+                    readiness: readiness.clone(),
+                    token: config.admin_token.clone(),
+                    metrics_without_token: config.metrics_without_token,
+                    handler: Arc::clone(&handler),
+                    origins: origins.clone(),
+                    started: std::time::Instant::now(),
+                    started_unix: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                    reload: Box::new(move || match &resolver {
+                        Some(resolver) => resolver.reload().map_err(|e| e.to_string()),
+                        None => Ok(()),
+                    }),
+                };
+                if admin.token.is_none() {
+                    tracing::warn!(
+                        "no admin token (--admin-token-file or HOLDFAST_ADMIN_TOKEN): only /live and /ready answer"
+                    );
+                }
+                tracing::info!(admin = %local, "admin endpoints");
+                listeners.spawn(admin::serve(listener, Arc::new(admin), shutdown_rx.clone()));
                 Some(local)
             }
             None => None,

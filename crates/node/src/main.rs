@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use bytesize::ByteSize;
 use clap::{Parser, Subcommand};
 use holdfast_node::config::{self, NodeConfig, Overrides};
-use holdfast_node::{RunningNode, Sockets};
+use holdfast_node::{RunningNode, Sockets, cli};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -25,6 +25,64 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Purge on many nodes at once, shields first, then edges; prints each
+    /// node's answer and exits non-zero if any failed.
+    Purge(PurgeArgs),
+    /// Show a node's hit ratio, objects and bytes per tier, origin health.
+    Stats {
+        /// The node's admin URL, e.g. http://127.0.0.1:9901.
+        #[arg(long, value_name = "URL")]
+        node: String,
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pre-fill a node with the assets of a build manifest (Vite
+    /// manifest.json, webpack asset manifest) or a list of URLs.
+    Warm {
+        /// The node's public URL, e.g. http://127.0.0.1:8080.
+        #[arg(long, value_name = "URL")]
+        node: String,
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["url", "prefix", "tag", "all"])))]
+struct PurgeArgs {
+    /// One URL, every variant (scheme ignored): https://cdn.example.com/app.js
+    #[arg(long)]
+    url: Option<String>,
+    /// Every URL starting with this: cdn.example.com/assets/
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Every object with this Surrogate-Key / Cache-Tag.
+    #[arg(long)]
+    tag: Option<String>,
+    /// Everything.
+    #[arg(long)]
+    all: bool,
+    /// Mark stale instead of removing: served only while the origin fails.
+    #[arg(long)]
+    soft: bool,
+    /// Edge node admin URL (repeatable).
+    #[arg(long, value_name = "URL")]
+    node: Vec<String>,
+    /// Shield node admin URL (repeatable); purged before the edges.
+    #[arg(long, value_name = "URL")]
+    shield: Vec<String>,
+    /// TOML file with `shields = [...]` and `edges = [...]` admin URLs.
+    #[arg(long, value_name = "FILE")]
+    nodes_file: Option<PathBuf>,
+    /// File with the admin bearer token (else HOLDFAST_ADMIN_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -50,6 +108,10 @@ struct ServeArgs {
     /// Admin listener for /live and /ready (admin.listen; "" turns it off).
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// File with the admin bearer token (admin.token_file; else the
+    /// HOLDFAST_ADMIN_TOKEN environment variable).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// TLS listener address: HTTP/1.1 and HTTP/2 by ALPN (repeatable; tls.listen).
     #[arg(long, value_name = "ADDR")]
     tls_listen: Vec<String>,
@@ -78,6 +140,15 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Serve(args) => serve(*args),
+        Command::Purge(args) => run_client(purge(args)),
+        Command::Stats { node, token_file, json } => run_client(async move {
+            let token = cli::token(token_file.as_deref())?;
+            cli::stats(&node, &token, json).await
+        }),
+        Command::Warm { node, manifest, concurrency } => run_client(async move {
+            let paths = cli::manifest_paths(&manifest)?;
+            cli::warm(&node, paths, concurrency).await
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +157,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an operator command; its `false` becomes a failing exit status.
+fn run_client(command: impl std::future::Future<Output = anyhow::Result<bool>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if runtime.block_on(command)? { Ok(()) } else { anyhow::bail!("some nodes failed (see above)") }
+}
+
+async fn purge(args: PurgeArgs) -> anyhow::Result<bool> {
+    let token = cli::token(args.token_file.as_deref())?;
+    let (mut shields, mut edges) = (args.shield, args.node);
+    if let Some(path) = &args.nodes_file {
+        let file = cli::nodes_file(path)?;
+        shields.extend(file.shields);
+        edges.extend(file.edges);
+    }
+    let target = match (args.url, args.prefix, args.tag) {
+        (Some(url), _, _) => cli::Target::Url(url),
+        (_, Some(prefix), _) => cli::Target::Prefix(prefix),
+        (_, _, Some(tag)) => cli::Target::Tag(tag),
+        _ => cli::Target::All,
+    };
+    cli::purge(target, args.soft, shields, edges, &token).await
 }
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
@@ -111,6 +205,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_object_size: args.max_object_size,
         cache_dir: args.cache_dir,
         admin_listen: args.admin_listen,
+        admin_token_file: args.admin_token_file,
+        admin_token_env: std::env::var("HOLDFAST_ADMIN_TOKEN").ok(),
         tls_listen: args.tls_listen,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,

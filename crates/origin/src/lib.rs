@@ -38,7 +38,7 @@ pub use error::{OriginError, OriginErrorKind};
 use health::{Availability, Health};
 pub use health::{BreakerState, HealthConfig};
 pub use retry::{RetryBudget, RetryPolicy};
-pub use stats::{MemberStatus, OriginStats, OriginStatsSnapshot};
+pub use stats::{LATENCY_BUCKETS, MemberStatus, OriginStats, OriginStatsSnapshot};
 use timeout::IdleTimeoutBody;
 
 /// Response bodies from any origin.
@@ -379,6 +379,7 @@ impl Client {
             attempts += 1;
             tried[index] = true;
             let target = &inner.targets[index];
+            let attempt_started = Instant::now();
             let outcome = match &target.endpoint {
                 Endpoint::Directory { root, cache_control } => directory::serve(root, cache_control, &request).await,
                 Endpoint::Http { authority, tls } => inner.send_http(authority, *tls, &mut request).await,
@@ -392,6 +393,7 @@ impl Client {
                 }
                 Ok(response) => {
                     target.health.success();
+                    inner.stats.latency.observe(attempt_started.elapsed().as_secs_f64());
                     break Ok((target.label.clone(), response));
                 }
                 Err(kind) => {

@@ -22,9 +22,38 @@ impl Counter {
     }
 }
 
+/// Upper bounds (seconds) of the origin latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Time from sending a request to its response head, as a histogram.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations at or below each bound (not cumulative), plus +Inf.
+    buckets: [Counter; 12],
+    sum_micros: Counter,
+}
+
+impl LatencyHistogram {
+    pub(crate) fn observe(&self, seconds: f64) {
+        let index = LATENCY_BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[index].inc();
+        self.sum_micros.add((seconds * 1e6) as u64);
+    }
+
+    /// Counts per bucket (not cumulative) with their upper bounds, the last
+    /// being +Inf, and the sum in seconds.
+    pub fn buckets(&self) -> (Vec<(f64, u64)>, f64) {
+        let bounds = LATENCY_BUCKETS.iter().copied().chain(std::iter::once(f64::INFINITY));
+        let counts = bounds.zip(&self.buckets).map(|(bound, count)| (bound, count.get())).collect();
+        (counts, self.sum_micros.get() as f64 / 1e6)
+    }
+}
+
 /// Counters of one origin group.
 #[derive(Debug, Default)]
 pub struct OriginStats {
+    /// Time to response head of successful origin requests.
+    pub latency: LatencyHistogram,
     /// Requests handed to the group.
     pub requests: Counter,
     /// Requests that got no usable response within their budget.

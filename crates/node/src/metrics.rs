@@ -1,0 +1,183 @@
+//! `/metrics`: the node's counters in Prometheus (OpenMetrics) text, encoded
+//! by prometheus-client. Values are read from the live counters at scrape
+//! time, so nothing is counted twice.
+
+use holdfast_frontend::Handler;
+use holdfast_origin::Client;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn counter_family(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, u64)>) {
+    let family = Family::<Labels, Counter>::default();
+    for (labels, value) in values {
+        family.get_or_create(&labels).inc_by(value);
+    }
+    registry.register(name, help, family);
+}
+
+fn gauge_family(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, i64)>) {
+    let family = Family::<Labels, Gauge>::default();
+    for (labels, value) in values {
+        family.get_or_create(&labels).set(value);
+    }
+    registry.register(name, help, family);
+}
+
+/// A histogram whose buckets were counted elsewhere.
+#[derive(Debug)]
+struct SnapshotHistogram {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl EncodeMetric for SnapshotHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+fn i64_of(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Renders every metric of the node. `started` is the process start as a
+/// Unix time: restarts show as changes of `holdfast_start_time_seconds`.
+pub fn render(handler: &Handler, origins: &[(String, Client)], started: u64) -> String {
+    let mut registry = Registry::with_prefix("holdfast");
+    gauge_family(&mut registry, "start_time_seconds", "Unix time the node started", vec![(vec![], i64_of(started))]);
+    let (requests, bytes) = handler.request_counts();
+    counter_family(
+        &mut registry,
+        "responses",
+        "Responses by protocol, status and cache result",
+        requests
+            .into_iter()
+            .map(|(protocol, status, result, n)| {
+                (
+                    vec![
+                        ("protocol", protocol.to_owned()),
+                        ("status", status.to_string()),
+                        ("cache", result.as_str().to_owned()),
+                    ],
+                    n,
+                )
+            })
+            .collect(),
+    );
+    counter_family(
+        &mut registry,
+        "response_body_bytes",
+        "Response body bytes (by Content-Length)",
+        vec![(vec![], bytes)],
+    );
+    counter_family(
+        &mut registry,
+        "stale_responses",
+        "Responses served stale (origin failing, or stale-while-revalidate)",
+        handler.results().into_iter().filter(|(r, _)| r.as_str() == "STALE").map(|(_, n)| (vec![], n)).collect(),
+    );
+    counter_family(
+        &mut registry,
+        "purges",
+        "Purges by kind",
+        handler.purge_counts().into_iter().map(|(kind, n)| (vec![("kind", kind.to_owned())], n)).collect(),
+    );
+    let (fills, waiters) = handler.fills_in_flight();
+    gauge_family(&mut registry, "fills_in_flight", "Origin fills in progress", vec![(vec![], fills as i64)]);
+    gauge_family(
+        &mut registry,
+        "coalesced_waiters",
+        "Client requests reading an in-progress fill",
+        vec![(vec![], waiters as i64)],
+    );
+
+    let store = handler.store();
+    store.run_pending_tasks();
+    let memory = store.stats();
+    let mut objects = vec![(vec![("tier", "memory".to_owned())], i64_of(memory.objects))];
+    let mut tier_bytes = vec![(vec![("tier", "memory".to_owned())], i64_of(memory.body_bytes))];
+    let mut evictions = vec![(vec![("tier", "memory".to_owned()), ("cause", "size".to_owned())], memory.evictions)];
+    let mut disk_errors = Vec::new();
+    if let Some(disk) = handler.disk() {
+        let stats = disk.stats();
+        objects.push((vec![("tier", "disk".to_owned())], i64_of(stats.blobs)));
+        tier_bytes.push((vec![("tier", "disk".to_owned())], i64_of(stats.bytes)));
+        evictions.push((vec![("tier", "disk".to_owned()), ("cause", "size".to_owned())], stats.evictions));
+        disk_errors.push((vec![("kind", "corrupt".to_owned())], stats.corrupt));
+        disk_errors.push((vec![("kind", "write".to_owned())], stats.write_errors));
+        gauge_family(
+            &mut registry,
+            "disk_full",
+            "1 while the disk tier refuses new objects",
+            vec![(vec![], i64::from(stats.full))],
+        );
+    }
+    gauge_family(&mut registry, "cache_objects", "Objects stored, by tier (disk: bodies)", objects);
+    gauge_family(&mut registry, "cache_bytes", "Body bytes stored, by tier", tier_bytes);
+    counter_family(&mut registry, "cache_evictions", "Evictions by tier and cause", evictions);
+    counter_family(
+        &mut registry,
+        "disk_errors",
+        "Disk-tier errors: corrupt records quarantined, failed writes",
+        disk_errors,
+    );
+
+    let per_site = |f: &dyn Fn(&holdfast_origin::OriginStatsSnapshot) -> u64| -> Vec<(Labels, u64)> {
+        origins.iter().map(|(site, client)| (vec![("site", site.clone())], f(&client.stats().snapshot()))).collect()
+    };
+    counter_family(&mut registry, "origin_requests", "Requests handed to an origin group", per_site(&|s| s.requests));
+    counter_family(
+        &mut registry,
+        "origin_failures",
+        "Requests no origin answered within the budgets",
+        per_site(&|s| s.failures),
+    );
+    counter_family(&mut registry, "origin_retries", "Origin attempts after the first", per_site(&|s| s.retries));
+    counter_family(
+        &mut registry,
+        "origin_retry_budget_exhausted",
+        "Retries refused by the retry budget",
+        per_site(&|s| s.budget_exhausted),
+    );
+    counter_family(&mut registry, "origin_ejections", "Origins ejected by passive health", per_site(&|s| s.ejections));
+    counter_family(
+        &mut registry,
+        "origin_hold_seconds",
+        "Time requests spent waiting on origins",
+        per_site(&|s| s.hold_time_ms / 1000),
+    );
+    let mut up = Vec::new();
+    for (site, client) in origins {
+        for member in client.members() {
+            let healthy = i64::from(member.breaker == holdfast_origin::BreakerState::Closed);
+            up.push((vec![("site", site.clone()), ("origin", member.origin)], healthy));
+        }
+    }
+    gauge_family(&mut registry, "origin_up", "1 while an origin's circuit breaker is closed", up);
+    for (site, client) in origins {
+        let (buckets, sum) = client.stats().latency.buckets();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let histogram = SnapshotHistogram { sum, count, buckets };
+        registry.sub_registry_with_label(("site".into(), site.clone().into())).register(
+            "origin_latency_seconds",
+            "Time from origin request to response head",
+            histogram,
+        );
+    }
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut text, &registry);
+    text
+}

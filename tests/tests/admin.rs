@@ -1,0 +1,262 @@
+//! The admin API and the operator CLI: purges of every kind, soft purge,
+//! authentication, durability across restarts, fan-out with a node down,
+//! and metrics checked with a Prometheus text parser.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{node_with, within};
+use holdfast_node::RunningNode;
+use holdfast_node::config::FileConfig;
+use holdfast_test::{FakeOrigin, Protocol, Reply, get, send};
+
+const TOKEN: &str = "test-token-0123456789";
+
+fn token_file(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("holdfast-token-{name}-{}", std::process::id()));
+    std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
+    path
+}
+
+fn with_admin(token: PathBuf) -> impl FnOnce(&mut FileConfig) {
+    move |c: &mut FileConfig| c.admin.token_file = Some(token)
+}
+
+/// One admin request; returns status and JSON body.
+async fn admin(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::builder().method(method).uri(path).header("host", "admin");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body.to_owned()))).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    use http_body_util::BodyExt;
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+async fn purge(node: &RunningNode, body: &str) -> serde_json::Value {
+    let (status, value) = admin(node.admin_addr.unwrap(), "POST", "/purge", Some(TOKEN), body).await;
+    assert_eq!(status, 200, "{value}");
+    value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_purge_kind_is_followed_by_a_miss() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/a/1.js", Reply::ok("1").header("surrogate-key", "release-7 js"));
+        origin.route("/a/2.js", Reply::ok("2").header("cache-tag", "release-7"));
+        origin.route("/b/3.css", Reply::ok("3"));
+        let (node, addr) = node_with(&origin, with_admin(token_file("kinds"))).await;
+        let host = addr.ip().to_string();
+        let paths = ["/a/1.js", "/a/2.js", "/b/3.css"];
+        let warm = || async {
+            for path in paths {
+                get(addr, path).await;
+            }
+        };
+        let result = |path: &'static str| async move { get(addr, path).await.x_cache().to_owned() };
+        warm().await;
+        purge(&node, &format!(r#"{{"url": "https://{host}/a/1.js"}}"#)).await;
+        assert_eq!((result("/a/1.js").await, result("/a/2.js").await), ("MISS".into(), "HIT".into()));
+        purge(&node, r#"{"tag": "release-7"}"#).await;
+        assert_eq!(
+            (result("/a/1.js").await, result("/a/2.js").await, result("/b/3.css").await),
+            ("MISS".into(), "MISS".into(), "HIT".into())
+        );
+        purge(&node, &format!(r#"{{"prefix": "{host}/b/"}}"#)).await;
+        assert_eq!((result("/b/3.css").await, result("/a/1.js").await), ("MISS".into(), "HIT".into()));
+        let all = purge(&node, r#"{"all": true}"#).await;
+        assert!(all["purged"]["memory"].as_u64().unwrap() >= 3, "{all}");
+        for path in paths {
+            assert_eq!(result(path).await, "MISS", "{path} after purging all");
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soft_purge_is_served_stale_while_the_origin_is_down() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/soft.js", Reply::ok("kept").header("etag", "\"s\""));
+        let (node, addr) = node_with(&origin, |c| {
+            c.admin.token_file = Some(token_file("soft"));
+            c.origin.hold_budget = Duration::from_millis(200);
+        })
+        .await;
+        get(addr, "/soft.js").await;
+        purge(&node, &format!(r#"{{"prefix": "{}/", "soft": true}}"#, addr.ip())).await;
+        origin.stop().await;
+        let response = get(addr, "/soft.js").await;
+        assert_eq!(
+            (response.status.as_u16(), response.x_cache(), response.bytes().as_ref()),
+            (200, "STALE", b"kept".as_ref())
+        );
+        origin.restart().await;
+        let response = get(addr, "/soft.js").await;
+        assert_eq!(response.x_cache(), "REVALIDATED", "after a soft purge the origin is asked again");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_token_nothing_is_done() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let (node, addr) = node_with(&origin, with_admin(token_file("auth"))).await;
+        get(addr, "/kept.js").await;
+        let admin_addr = node.admin_addr.unwrap();
+        for token in [None, Some("wrong-token-0123456789"), Some("")] {
+            for (method, path) in
+                [("POST", "/purge"), ("GET", "/stats"), ("GET", "/metrics"), ("GET", "/nope"), ("POST", "/reload")]
+            {
+                let (status, _) = admin(admin_addr, method, path, token, r#"{"all": true}"#).await;
+                assert_eq!(status, 401, "{method} {path} with {token:?}");
+            }
+        }
+        assert_eq!(get(addr, "/kept.js").await.x_cache(), "HIT", "nothing was purged");
+        assert_eq!(admin(admin_addr, "GET", "/live", None, "").await.0, 200);
+        assert_eq!(admin(admin_addr, "GET", "/ready", None, "").await.0, 200);
+        // Purge is never reachable on the public listener.
+        for method in ["PURGE", "BAN"] {
+            assert_eq!(send(addr, Protocol::Http1, method, "/kept.js", &[]).await.unwrap().status, 405);
+        }
+        let (status, body) = admin(admin_addr, "POST", "/purge", Some(TOKEN), r#"{"url": "a", "tag": "b"}"#).await;
+        assert_eq!(status, 400, "{body}");
+        let (status, _) = admin(admin_addr, "POST", "/purge", Some(TOKEN), "not json").await;
+        assert_eq!(status, 400);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_survives_a_restart() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let dir = std::env::temp_dir().join(format!("holdfast-purge-restart-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let token = token_file("restart");
+        let config = |dir: PathBuf, token: PathBuf| {
+            move |c: &mut FileConfig| {
+                c.cache.dir = Some(dir);
+                c.admin.token_file = Some(token);
+            }
+        };
+        let (first, addr) = node_with(&origin, config(dir.clone(), token.clone())).await;
+        for path in ["/gone.js", "/stays.js"] {
+            get(addr, path).await;
+        }
+        let disk = first.handler().disk().unwrap().clone();
+        holdfast_test::eventually(Duration::from_secs(10), "disk writes", || disk.stats().records_written >= 2).await;
+        let report = purge(&first, &format!(r#"{{"url": "http://{}/gone.js"}}"#, addr.ip())).await;
+        assert_eq!(report["purged"]["disk"], 1, "{report}");
+        first.shutdown().await;
+        let (_second, addr) = node_with(&origin, config(dir.clone(), token)).await;
+        assert_eq!(get(addr, "/stays.js").await.x_cache(), "HIT");
+        assert_eq!(get(addr, "/gone.js").await.x_cache(), "MISS", "the purged object did not come back from disk");
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_count_known_traffic() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let (node, addr) = node_with(&origin, |c| {
+            c.admin.token_file = Some(token_file("metrics"));
+            c.admin.metrics_without_token = true;
+        })
+        .await;
+        for _ in 0..3 {
+            get(addr, "/m.js").await;
+        }
+        send(addr, Protocol::Http1, "POST", "/m.js", &[]).await.unwrap();
+        let stream = tokio::net::TcpStream::connect(node.admin_addr.unwrap()).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(
+                http::Request::get("/metrics")
+                    .header("host", "a")
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "metrics open to scrapers by configuration");
+        use http_body_util::BodyExt;
+        let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+        let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+            scrape
+                .samples
+                .iter()
+                .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    _ => 0.0,
+                })
+                .sum()
+        };
+        let miss = [("protocol", "HTTP/1.1"), ("status", "200"), ("cache", "MISS")];
+        assert_eq!(value("holdfast_responses_total", &miss), 1.0, "{text}");
+        assert_eq!(value("holdfast_responses_total", &[("cache", "HIT")]), 2.0);
+        assert_eq!(value("holdfast_responses_total", &[("status", "405"), ("cache", "ERROR")]), 1.0);
+        assert_eq!(value("holdfast_origin_requests_total", &[("site", "default")]), 1.0);
+        assert_eq!(value("holdfast_cache_objects", &[("tier", "memory")]), 1.0);
+        assert_eq!(value("holdfast_origin_up", &[]), 1.0);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purge_cli_names_a_node_that_is_down_and_fails() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let token = token_file("cli");
+        let (node, addr) = node_with(&origin, with_admin(token.clone())).await;
+        get(addr, "/cli.js").await;
+        let down = format!(
+            "http://127.0.0.1:{}",
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        );
+        let up = format!("http://{}", node.admin_addr.unwrap());
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = std::process::Command::new(cargo);
+        command
+            .args(["run", "--quiet", "--bin", "holdfast", "--", "purge", "--url"])
+            .arg(format!("http://{}/cli.js", addr.ip()))
+            .args(["--shield", &up, "--node", &down, "--token-file"])
+            .arg(&token)
+            .current_dir(workspace);
+        let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "{stdout}");
+        assert!(stdout.contains(&down) && stdout.contains("FAILED"), "{stdout}");
+        assert!(stdout.lines().any(|l| l.starts_with("shield") && l.contains(&up) && l.contains("200")), "{stdout}");
+        assert_eq!(get(addr, "/cli.js").await.x_cache(), "MISS", "the node that was up purged");
+    })
+    .await
+}
