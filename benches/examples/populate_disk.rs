@@ -24,6 +24,8 @@ fn main() {
     let mut headers = HeaderMap::new();
     headers.insert("cache-control", HeaderValue::from_static("public, max-age=31536000, immutable"));
     headers.insert("content-type", HeaderValue::from_static("application/octet-stream"));
+    // One surrogate key on every object, to time a purge by tag.
+    headers.insert("surrogate-key", HeaderValue::from_static("bench-release"));
     // The normalised request headers of a client that sent no Accept-Encoding.
     let mut request = HeaderMap::new();
     request.insert("accept-encoding", HeaderValue::from_static("identity"));
