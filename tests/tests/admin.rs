@@ -260,3 +260,87 @@ async fn the_purge_cli_names_a_node_that_is_down_and_fails() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_reload_swaps_origins_keeps_the_cache_and_refuses_bad_files() {
+    within(async {
+        let (a, b) = (FakeOrigin::start().await, FakeOrigin::start().await);
+        let path = std::env::temp_dir().join(format!("holdfast-reload-{}.toml", std::process::id()));
+        let write = |origin: &FakeOrigin, extra: &str| {
+            let text = format!(
+                "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_delay = \"0s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                 [origin]\nurls = [\"{}\"]\nhealth_check_path = \"\"\n{extra}",
+                origin.url()
+            );
+            std::fs::write(&path, text).unwrap();
+        };
+        write(&a, "");
+        let config = holdfast_node::NodeConfig::load(Some(&path), holdfast_node::Overrides::default()).unwrap();
+        let node = RunningNode::start(config).await.unwrap();
+        node.reloader().set_source(path.clone(), holdfast_node::Overrides::default());
+        let addr = node.local_addrs[0];
+        assert_eq!(get(addr, "/before.js").await.x_cache(), "MISS");
+        write(&b, "");
+        let summary = node.reload().unwrap();
+        assert!(summary.contains("reloaded"), "{summary}");
+        assert_eq!(get(addr, "/after.js").await.status, 200);
+        assert_eq!((a.hits("/after.js"), b.hits("/after.js")), (0, 1), "the new origin serves misses");
+        assert_eq!(get(addr, "/before.js").await.x_cache(), "HIT", "the cache survived the reload");
+        write(&a, "bogus_key = 1\n");
+        let error = format!("{:#}", node.reload().unwrap_err());
+        assert!(error.contains("bogus_key") && error.contains(&path.display().to_string()), "{error}");
+        get(addr, "/later.js").await;
+        assert_eq!((a.hits("/later.js"), b.hits("/later.js")), (0, 1), "a bad file changes nothing");
+        let _ = std::fs::remove_file(&path);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_one_json_line_per_request() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/log.js", Reply::ok(vec![1u8; 1000]));
+        let path = std::env::temp_dir().join(format!("holdfast-access-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let log_path = path.display().to_string();
+        let (_node, addr) = node_with(&origin, move |c| c.log.access = log_path).await;
+        get(addr, "/log.js").await;
+        get(addr, "/log.js").await;
+        send(addr, Protocol::H2c, "HEAD", "/log.js", &[]).await.unwrap();
+        send(addr, Protocol::Http1, "DELETE", "/log.js", &[]).await.unwrap();
+        let read = || std::fs::read_to_string(&path).unwrap_or_default();
+        holdfast_test::eventually(Duration::from_secs(10), "four access lines", || read().lines().count() >= 4).await;
+        let lines: Vec<serde_json::Value> = read().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let summary: Vec<(String, String, u64, String, u64)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["method"].as_str().unwrap().to_owned(),
+                    l["cache"].as_str().unwrap().to_owned(),
+                    l["status"].as_u64().unwrap(),
+                    l["protocol"].as_str().unwrap().to_owned(),
+                    l["bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("GET".into(), "MISS".into(), 200, "HTTP/1.1".into(), 1000),
+                ("GET".into(), "HIT".into(), 200, "HTTP/1.1".into(), 1000),
+                ("HEAD".into(), "HIT".into(), 200, "HTTP/2".into(), 0),
+                ("DELETE".into(), "ERROR".into(), 405, "HTTP/1.1".into(), lines[3]["bytes"].as_u64().unwrap()),
+            ]
+        );
+        assert_eq!(lines[0]["origin"], origin.url());
+        assert_eq!(lines[0]["site"], "default");
+        assert_eq!(lines[0]["path"], "/log.js");
+        assert!(lines[0]["ttfb_ms"].as_f64().unwrap() <= lines[0]["total_ms"].as_f64().unwrap());
+        for l in &lines {
+            assert!(l["complete"] == true && l["time"].as_str().unwrap().ends_with('Z'), "{l}");
+        }
+        let _ = std::fs::remove_file(&path);
+    })
+    .await
+}

@@ -18,6 +18,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use http_body_util::{BodyExt, Empty, Full};
 
+use crate::access::{AccessLog, AccessRecord, LoggedBody, Served};
 use crate::conditional;
 use crate::fill::{FillHead, FillJob, FillReader, Inflight, ResponseHead, reader_body};
 use crate::range::{self, RangeRequest};
@@ -201,11 +202,32 @@ impl Default for HandlerConfig {
     }
 }
 
+/// What a config reload can change: the limits and the sites with their
+/// origins. Each request works with one snapshot from start to end.
+pub struct Routing {
+    pub config: HandlerConfig,
+    pub sites: Vec<Site>,
+}
+
+impl Routing {
+    /// The index of the site that answers for `host`: an exact name first,
+    /// then the longest wildcard, then a site without names.
+    fn site_for(&self, host: &str) -> Option<usize> {
+        if let Some(i) = self.sites.iter().position(|s| s.claims_exactly(host)) {
+            return Some(i);
+        }
+        let wildcard = self.sites.iter().enumerate().filter_map(|(i, s)| s.wildcard_match(host).map(|len| (len, i)));
+        if let Some((_, i)) = wildcard.max_by_key(|(len, _)| *len) {
+            return Some(i);
+        }
+        self.sites.iter().position(|s| s.hosts.is_empty())
+    }
+}
+
 /// The protocol-agnostic request handler.
 pub struct Handler {
-    config: HandlerConfig,
+    routing: std::sync::RwLock<Arc<Routing>>,
     store: Store,
-    sites: Vec<Site>,
     /// The disk tier behind the memory tier, if configured.
     disk: Option<Arc<DiskTier>>,
     inflight: Arc<Inflight>,
@@ -215,21 +237,28 @@ pub struct Handler {
     requests: std::sync::Mutex<std::collections::HashMap<(Version, u16, CacheResult), u64>>,
     response_bytes: AtomicU64,
     purges: std::sync::Mutex<std::collections::HashMap<&'static str, u64>>,
+    access_log: Option<Arc<dyn AccessLog>>,
 }
 
 impl Handler {
     pub fn new(config: HandlerConfig, store: Store, sites: Vec<Site>) -> Handler {
         Handler {
-            config,
+            routing: std::sync::RwLock::new(Arc::new(Routing { config, sites })),
             store,
-            sites,
             disk: None,
             inflight: Arc::default(),
             results: Default::default(),
             requests: Default::default(),
             response_bytes: AtomicU64::new(0),
             purges: Default::default(),
+            access_log: None,
         }
+    }
+
+    /// Sends one record per request to `sink` once its body is done.
+    pub fn with_access_log(mut self, sink: Arc<dyn AccessLog>) -> Handler {
+        self.access_log = Some(sink);
+        self
     }
 
     /// Puts a disk tier behind the memory tier: memory misses are looked up
@@ -249,17 +278,15 @@ impl Handler {
         Handler::new(config, store, vec![site])
     }
 
-    /// The index of the site that answers for `host`: an exact name first,
-    /// then the longest wildcard, then a site without names.
-    fn site_for(&self, host: &str) -> Option<usize> {
-        if let Some(i) = self.sites.iter().position(|s| s.claims_exactly(host)) {
-            return Some(i);
-        }
-        let wildcard = self.sites.iter().enumerate().filter_map(|(i, s)| s.wildcard_match(host).map(|len| (len, i)));
-        if let Some((_, i)) = wildcard.max_by_key(|(len, _)| *len) {
-            return Some(i);
-        }
-        self.sites.iter().position(|s| s.hosts.is_empty())
+    /// The limits and sites requests are served with now.
+    pub fn routing(&self) -> Arc<Routing> {
+        Arc::clone(&self.routing.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces limits and sites (a config reload). Requests in flight
+    /// finish with the snapshot they started with; the cache is kept.
+    pub fn reload(&self, routing: Routing) {
+        *self.routing.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routing);
     }
 
     pub fn store(&self) -> &Store {
@@ -294,16 +321,7 @@ impl Handler {
         let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         let counts = requests
             .iter()
-            .map(|((version, status, result), n)| {
-                let protocol = match *version {
-                    Version::HTTP_09 => "HTTP/0.9",
-                    Version::HTTP_10 => "HTTP/1.0",
-                    Version::HTTP_2 => "HTTP/2",
-                    Version::HTTP_3 => "HTTP/3",
-                    _ => "HTTP/1.1",
-                };
-                (protocol, *status, *result, *n)
-            })
+            .map(|((version, status, result), n)| (protocol_name(*version), *status, *result, *n))
             .collect();
         (counts, self.response_bytes.load(Ordering::Relaxed))
     }
@@ -325,11 +343,17 @@ impl Handler {
         B: Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
+        let started = std::time::Instant::now();
         let (parts, body) = request.into_parts();
         let version = parts.version;
-        let response = match self.route(parts, body, scheme).await {
+        let logged = self.access_log.as_ref().map(|_| {
+            let path = parts.uri.path_and_query().map_or_else(|| parts.uri.to_string(), |pq| pq.as_str().to_owned());
+            (parts.method.to_string(), path)
+        });
+        let routing = self.routing();
+        let mut response = match self.route(&routing, parts, body, scheme).await {
             Ok(response) => response,
-            Err(refusal) => self.refuse(refusal),
+            Err(refusal) => refuse_response(&routing, refusal),
         };
         let result =
             response.headers().get(X_CACHE).and_then(|v| CacheResult::ALL.iter().position(|r| v == r.as_str()));
@@ -340,34 +364,62 @@ impl Handler {
         }
         let length = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         self.response_bytes.fetch_add(length.unwrap_or(0), Ordering::Relaxed);
-        response
-    }
-
-    /// A refused client request (4xx), with a body naming the cause.
-    fn refuse(&self, refusal: Refusal) -> Response<ResponseBody> {
-        let mut response = synthetic(refusal.status, refusal.reason);
-        let headers = response.headers_mut();
-        set_result(headers, CacheResult::Error, "detail=refused");
-        if refusal.status == StatusCode::METHOD_NOT_ALLOWED {
-            let mut allow = String::from("GET, HEAD");
-            for method in &self.config.pass_methods {
-                allow.push_str(", ");
-                allow.push_str(method.as_str());
+        match (&self.access_log, logged) {
+            (Some(sink), Some((method, path))) => {
+                let served = response.extensions_mut().remove::<Served>();
+                let record = AccessRecord {
+                    time: SystemTime::now(),
+                    site: served.as_ref().map_or_else(String::new, |s| s.site.clone()),
+                    method,
+                    path,
+                    protocol: protocol_name(version),
+                    status: response.status().as_u16(),
+                    cache: result.map_or("-", |i| CacheResult::ALL[i].as_str()),
+                    bytes: 0,
+                    ttfb: started.elapsed(),
+                    total: Duration::ZERO,
+                    origin: served.and_then(|s| s.origin),
+                    complete: false,
+                };
+                response.map(|body| LoggedBody::new(body, record, started, Arc::clone(sink), length).boxed())
             }
-            if let Ok(allow) = HeaderValue::from_str(&allow) {
-                headers.insert(header::ALLOW, allow);
-            }
+            _ => response,
         }
-        response
     }
+}
 
-    async fn route<B>(&self, parts: Parts, body: B, scheme: &'static str) -> Result<Response<ResponseBody>, Refusal>
+/// A refused client request (4xx), with a body naming the cause.
+fn refuse_response(routing: &Routing, refusal: Refusal) -> Response<ResponseBody> {
+    let mut response = synthetic(refusal.status, refusal.reason);
+    let headers = response.headers_mut();
+    set_result(headers, CacheResult::Error, "detail=refused");
+    if refusal.status == StatusCode::METHOD_NOT_ALLOWED {
+        let mut allow = String::from("GET, HEAD");
+        for method in &routing.config.pass_methods {
+            allow.push_str(", ");
+            allow.push_str(method.as_str());
+        }
+        if let Ok(allow) = HeaderValue::from_str(&allow) {
+            headers.insert(header::ALLOW, allow);
+        }
+    }
+    response
+}
+
+impl Handler {
+    async fn route<B>(
+        &self,
+        routing: &Arc<Routing>,
+        parts: Parts,
+        body: B,
+        scheme: &'static str,
+    ) -> Result<Response<ResponseBody>, Refusal>
     where
         B: Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        self.check_limits(&parts)?;
-        let (host, site) = self.host(&parts)?;
+        self.check_limits(routing, &parts)?;
+        let (host, site) = self.host(routing, &parts)?;
         let path_and_query = match parts.uri.path_and_query() {
             Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_owned(),
             _ if parts.method == Method::OPTIONS && parts.uri == "*" => {
@@ -378,11 +430,19 @@ impl Handler {
         let mut headers = parts.headers;
         let accept_encoding = normalize_accept_encoding(headers.get_all(header::ACCEPT_ENCODING));
         headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(accept_encoding));
-        let request =
-            ClientRequest { method: parts.method, scheme, host, path_and_query, accept_encoding, headers, site };
+        let request = ClientRequest {
+            method: parts.method,
+            scheme,
+            host,
+            path_and_query,
+            accept_encoding,
+            headers,
+            site,
+            routing: Arc::clone(routing),
+        };
 
         if request.method != Method::GET && request.method != Method::HEAD {
-            if self.config.pass_methods.contains(&request.method) {
+            if routing.config.pass_methods.contains(&request.method) {
                 return Ok(self.pass(request, body).await);
             }
             return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
@@ -391,7 +451,7 @@ impl Handler {
         // HEAD shares GET's entry: a HEAD miss fills the cache with a GET.
         let primary = Key::primary("GET", scheme, &request.host, &request.path_and_query);
         let now = SystemTime::now();
-        Ok(match self.lookup(&primary, &request.headers, now).await {
+        let mut response = match self.lookup(&primary, &request.headers, now).await {
             Lookup::Fresh(hit) => respond_from_store(&request, hit, CacheResult::Hit, now),
             Lookup::Stale(hit) if hit.meta.within_stale_while_revalidate(now) => {
                 // Serve the stale copy now; one background refresh per key.
@@ -403,7 +463,11 @@ impl Handler {
             }
             Lookup::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
             Lookup::Miss => self.fill(&request, primary, None).await,
-        })
+        };
+        if response.extensions().get::<Served>().is_none() {
+            response.extensions_mut().insert(Served { site: request.site_name(), origin: None });
+        }
+        Ok(response)
     }
 
     /// Memory tier, then disk tier (read and verified off the async
@@ -419,16 +483,16 @@ impl Handler {
         if hit.meta.is_fresh(now) { Lookup::Fresh(hit) } else { Lookup::Stale(hit) }
     }
 
-    fn check_limits(&self, parts: &Parts) -> Result<(), Refusal> {
+    fn check_limits(&self, routing: &Routing, parts: &Parts) -> Result<(), Refusal> {
         let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
-        if target_len > self.config.max_uri_len {
+        if target_len > routing.config.max_uri_len {
             return Err(refuse(StatusCode::URI_TOO_LONG, "request target too long"));
         }
-        if parts.headers.len() > self.config.max_headers {
+        if parts.headers.len() > routing.config.max_headers {
             return Err(refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields"));
         }
         let bytes: usize = parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-        if bytes > self.config.max_header_bytes {
+        if bytes > routing.config.max_header_bytes {
             return Err(refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header fields too large"));
         }
         Ok(())
@@ -437,7 +501,7 @@ impl Handler {
     /// The host this request is for (lowercase, without port) and its
     /// site. Never an open proxy: an absolute-form target must name a host
     /// a site claims.
-    fn host(&self, parts: &Parts) -> Result<(String, usize), Refusal> {
+    fn host(&self, routing: &Routing, parts: &Parts) -> Result<(String, usize), Refusal> {
         if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
             // RFC 9112 §3.2: more than one Host is a 400.
             return Err(refuse(StatusCode::BAD_REQUEST, "more than one Host header"));
@@ -455,11 +519,11 @@ impl Handler {
             (_, None) => (header_host.ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing Host header"))?, false),
         };
         let host = normalize_host(raw).ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "invalid Host"))?;
-        let site = self.site_for(&host);
+        let site = routing.site_for(&host);
         if absolute_form {
             // A catch-all site serves a proxy-style target only for its own Host.
             let allowed = site.is_some_and(|i| {
-                !self.sites[i].hosts.is_empty()
+                !routing.sites[i].hosts.is_empty()
                     || header_host.and_then(normalize_host).as_deref() == Some(host.as_str())
             });
             if !allowed {
@@ -471,7 +535,7 @@ impl Handler {
         }
         match site {
             Some(site) => Ok((host, site)),
-            None => Err(refuse(self.config.unknown_host_status, "this node does not serve that host")),
+            None => Err(refuse(routing.config.unknown_host_status, "this node does not serve that host")),
         }
     }
 
@@ -480,9 +544,9 @@ impl Handler {
         let (if_none_match, if_modified_since) = validators.unwrap_or((None, None));
         let hold = stale
             .as_ref()
-            .is_none_or(|hit| !hit.meta.usable_on_error(SystemTime::now(), self.config.max_stale_on_error));
+            .is_none_or(|hit| !hit.meta.usable_on_error(SystemTime::now(), request.routing.config.max_stale_on_error));
         FillJob {
-            upstream: Arc::clone(&self.sites[request.site].upstream),
+            upstream: Arc::clone(&request.routing.sites[request.site].upstream),
             store: self.store.clone(),
             disk: self.disk.clone(),
             primary,
@@ -500,8 +564,8 @@ impl Handler {
             },
             stale,
             cacheable: true,
-            max_object_size: self.config.max_object_size,
-            max_stale: self.config.max_stale_on_error,
+            max_object_size: request.routing.config.max_object_size,
+            max_stale: request.routing.config.max_stale_on_error,
         }
     }
 
@@ -555,6 +619,16 @@ impl Handler {
     }
 }
 
+fn protocol_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
 /// The parts of a client request the handler works with.
 struct ClientRequest {
     method: Method,
@@ -566,9 +640,15 @@ struct ClientRequest {
     headers: HeaderMap,
     /// Index of the site that serves the host.
     site: usize,
+    /// The limits and sites this request is served with.
+    routing: Arc<Routing>,
 }
 
 impl ClientRequest {
+    fn site_name(&self) -> String {
+        self.routing.sites.get(self.site).map_or_else(String::new, |s| s.name.clone())
+    }
+
     fn url(&self) -> String {
         format!("{}://{}{}", self.scheme, self.host, self.path_and_query)
     }
@@ -743,14 +823,18 @@ fn respond_from_origin(
     };
     set_result(&mut headers, result, &detail);
     tracing::debug!(url = %request.url(), origin = %head.origin, status = head.status.as_u16(), "{}", result.as_str());
+    let served = Served { site: request.site_name(), origin: Some(head.origin.clone()) };
     if head.status == StatusCode::OK
         && result == CacheResult::Miss
         && conditional::not_modified(&request.headers, &headers)
     {
-        return not_modified_response(&headers);
+        let mut response = not_modified_response(&headers);
+        response.extensions_mut().insert(served);
+        return response;
     }
     let body = if request.method == Method::HEAD { empty() } else { reader_body(reader) };
     let mut response = Response::new(body);
+    response.extensions_mut().insert(served);
     *response.status_mut() = head.status;
     *response.headers_mut() = headers;
     response

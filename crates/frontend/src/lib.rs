@@ -9,6 +9,7 @@
 //! - [`upstream`]: the trait the handler reaches origins through; the node
 //!   adapts holdfast-origin to it, tests use fakes.
 
+pub mod access;
 mod conditional;
 mod fill;
 pub mod h3;
@@ -18,6 +19,7 @@ pub mod server;
 pub mod tls;
 pub mod upstream;
 
-pub use handler::{CacheResult, Handler, HandlerConfig, PurgeReport, PurgeTarget, Site};
+pub use access::{AccessLog, AccessRecord};
+pub use handler::{CacheResult, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site};
 pub use server::{ServerConfig, TlsListener, serve_tcp, serve_tls};
 pub use upstream::{Fetch, Fetched, Upstream, UpstreamError};

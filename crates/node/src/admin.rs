@@ -11,7 +11,7 @@
 //! | POST | /purge | `{"url"|"prefix"|"tag": "...", "all": true, "soft": bool}` |
 //! | GET | /stats | hit ratio, objects and bytes per tier, origin health |
 //! | GET | /metrics | Prometheus (OpenMetrics) text |
-//! | POST | /reload | re-reads TLS certificates |
+//! | POST | /reload | re-reads the config file and TLS certificates |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use holdfast_frontend::{CacheResult, Handler, PurgeTarget};
-use holdfast_origin::Client;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -66,12 +65,10 @@ pub struct Admin {
     pub token: Option<String>,
     pub metrics_without_token: bool,
     pub handler: Arc<Handler>,
-    pub origins: Vec<(String, Client)>,
+    pub reloader: Arc<crate::reload::Reloader>,
     pub started: Instant,
     /// The same moment as a Unix time, for the restart metric.
     pub started_unix: u64,
-    /// Reloads what can be reloaded (TLS certificates).
-    pub reload: Box<dyn Fn() -> Result<(), String> + Send + Sync>,
 }
 
 /// Compares without an early exit, so the time taken says nothing about
@@ -130,7 +127,7 @@ impl Admin {
             "/metrics" if self.metrics_without_token || self.authorized(&request) => {
                 let mut response = plain(StatusCode::OK, "");
                 *response.body_mut() =
-                    Full::new(Bytes::from(metrics::render(&self.handler, &self.origins, self.started_unix)));
+                    Full::new(Bytes::from(metrics::render(&self.handler, &self.reloader.origins(), self.started_unix)));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
@@ -147,9 +144,9 @@ impl Admin {
         match (request.method().clone(), path.as_str()) {
             (Method::POST, "/purge") => self.purge(request).await,
             (Method::GET, "/stats") => json_response(StatusCode::OK, self.stats()),
-            (Method::POST, "/reload") => match (self.reload)() {
-                Ok(()) => json_response(StatusCode::OK, json!({ "reloaded": true })),
-                Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+            (Method::POST, "/reload") => match self.reloader.reload() {
+                Ok(summary) => json_response(StatusCode::OK, json!({ "reloaded": true, "summary": summary })),
+                Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{e:#}; the running config is kept")),
             },
             (_, "/purge" | "/stats" | "/reload") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
@@ -206,7 +203,8 @@ impl Admin {
                     "write_errors": s.write_errors, "evictions": s.evictions, "full": s.full, "scanned": s.scanned })
         });
         let origins: Vec<serde_json::Value> = self
-            .origins
+            .reloader
+            .origins()
             .iter()
             .map(|(site, client)| {
                 let s = client.stats().snapshot();

@@ -42,6 +42,7 @@ pub struct FileConfig {
     pub retry_budget: RetryBudgetSection,
     pub admin: AdminSection,
     pub tls: TlsSection,
+    pub log: LogSection,
     /// Further sites, each with its own hosts and origins.
     pub site: Vec<SiteSection>,
 }
@@ -52,6 +53,21 @@ pub struct SiteSection {
     pub name: Option<String>,
     pub hosts: Vec<String>,
     pub origin: OriginSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// "off", "stdout", or a file path (relative to the config file).
+    pub access: String,
+    /// "json" or "plain".
+    pub access_format: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { access: "off".into(), access_format: "json".into() }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -355,6 +371,7 @@ pub struct NodeConfig {
     pub tls: Option<TlsConfig>,
     pub admin_token: Option<String>,
     pub metrics_without_token: bool,
+    pub access_log: Option<(crate::access_log::Destination, crate::access_log::Format)>,
 }
 
 /// Reads and parses a config file; errors name the file and the key.
@@ -535,6 +552,23 @@ impl NodeConfig {
                 file.tls.certificate.iter().map(|c| CertFiles { cert: c.cert.clone(), key: c.key.clone() }).collect();
             Some(TlsConfig { listen, certificates, h3, alt_svc_max_age: file.tls.alt_svc_max_age })
         };
+        let access_log = {
+            use crate::access_log::{Destination, Format};
+            let format = match file.log.access_format.as_str() {
+                "json" => Format::Json,
+                "plain" => Format::Plain,
+                other => bail!("{source}: log.access_format = {other:?}: use \"json\" or \"plain\""),
+            };
+            match file.log.access.as_str() {
+                "off" | "" => None,
+                "stdout" => Some((Destination::Stdout, format)),
+                path => {
+                    let path = PathBuf::from(path);
+                    let path = if path.is_relative() { base.join(path) } else { path };
+                    Some((Destination::File(path), format))
+                }
+            }
+        };
         let admin_listen = match file.admin.listen.as_str() {
             "" => None,
             text => Some(
@@ -572,6 +606,7 @@ impl NodeConfig {
             tls,
             admin_token,
             metrics_without_token: file.admin.metrics_without_token,
+            access_log,
         })
     }
 }

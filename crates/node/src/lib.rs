@@ -1,11 +1,13 @@
 //! The holdfast node as a library: configuration and wiring, so tests can
 //! start a whole node in process. The binary in `main.rs` is the CLI.
 
+pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod control;
 mod metrics;
+pub mod reload;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 use holdfast_cache::{DiskTier, Store};
 use holdfast_frontend::tls::CertResolver;
-use holdfast_frontend::{Handler, Site, TlsListener, serve_tcp, serve_tls};
+use holdfast_frontend::{Handler, TlsListener, serve_tcp, serve_tls};
 use holdfast_origin::{Client, RetryBudget};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -36,7 +38,7 @@ pub struct RunningNode {
     pub admin_addr: Option<SocketAddr>,
     handler: Arc<Handler>,
     /// Each site's origin group, in config order (for stats).
-    origins: Vec<(String, Client)>,
+    reloader: Arc<reload::Reloader>,
     readiness: Readiness,
     shutdown_delay: Duration,
     shutdown: watch::Sender<bool>,
@@ -71,19 +73,12 @@ impl RunningNode {
     pub async fn start_with(config: NodeConfig, sockets: Sockets) -> anyhow::Result<RunningNode> {
         let store = Store::new(&config.store);
         let budget = Arc::new(RetryBudget::new(config.retry_ratio, config.retry_min_per_sec));
-        let mut sites = Vec::new();
-        let mut origins = Vec::new();
-        for site in &config.sites {
-            let client = Client::with_budget(site.origin.clone(), Arc::clone(&budget));
-            client.spawn_health_checks();
-            origins.push((site.name.clone(), client.clone()));
-            sites.push(Site {
-                name: site.name.clone(),
-                hosts: site.hosts.clone(),
-                upstream: Arc::new(OriginUpstream::new(client)),
-            });
-        }
+        let (sites, origins) = reload::build_sites(&config, &budget);
         let mut handler = Handler::new(config.handler.clone(), store, sites);
+        if let Some((destination, format)) = &config.access_log {
+            let writer = access_log::AccessLogWriter::start(destination.clone(), *format)?;
+            handler = handler.with_access_log(Arc::new(writer));
+        }
         if let Some(disk_config) = &config.disk {
             let disk = DiskTier::open(disk_config.clone())
                 .with_context(|| format!("cannot open the disk tier in {}", disk_config.dir.display()))?;
@@ -173,27 +168,29 @@ impl RunningNode {
         }
         let raw_fds = shared;
 
+        let reloader = Arc::new(reload::Reloader::new(
+            Arc::clone(&handler),
+            certificates.clone(),
+            origins,
+            Arc::clone(&budget),
+            config.clone(),
+        ));
         let readiness = Readiness::new();
         let admin_addr = match config.admin_listen {
             Some(addr) => {
                 let listener =
                     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on admin {addr}"))?;
                 let local = listener.local_addr()?;
-                let resolver = certificates.clone();
                 let admin = admin::Admin {
                     readiness: readiness.clone(),
                     token: config.admin_token.clone(),
                     metrics_without_token: config.metrics_without_token,
                     handler: Arc::clone(&handler),
-                    origins: origins.clone(),
+                    reloader: Arc::clone(&reloader),
                     started: std::time::Instant::now(),
                     started_unix: std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs()),
-                    reload: Box::new(move || match &resolver {
-                        Some(resolver) => resolver.reload().map_err(|e| e.to_string()),
-                        None => Ok(()),
-                    }),
                 };
                 if admin.token.is_none() {
                     tracing::warn!(
@@ -226,7 +223,7 @@ impl RunningNode {
             local_addrs,
             admin_addr,
             handler,
-            origins,
+            reloader,
             readiness,
             shutdown_delay: config.shutdown_delay,
             shutdown,
@@ -246,8 +243,13 @@ impl RunningNode {
     }
 
     /// Each site's origin group: counters and health.
-    pub fn origins(&self) -> &[(String, Client)] {
-        &self.origins
+    pub fn origins(&self) -> Vec<(String, Client)> {
+        self.reloader.origins()
+    }
+
+    /// Config reload: see [`reload::Reloader`].
+    pub fn reloader(&self) -> &Arc<reload::Reloader> {
+        &self.reloader
     }
 
     pub fn readiness(&self) -> &Readiness {
@@ -261,6 +263,11 @@ impl RunningNode {
             Some(resolver) => Ok(resolver.reload()?),
             None => Ok(()),
         }
+    }
+
+    /// Re-reads the config file and certificates (SIGHUP, `POST /reload`).
+    pub fn reload(&self) -> anyhow::Result<String> {
+        self.reloader.reload()
     }
 
     /// Resolves when a new process has taken over this node's listeners.

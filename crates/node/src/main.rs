@@ -212,19 +212,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls_key: args.tls_key,
         h3: args.h3,
     };
-    let config = NodeConfig::load(args.config.as_deref(), overrides)?;
+    let config = NodeConfig::load(args.config.as_deref(), overrides.clone())?;
+    let config_path = args.config.clone();
     let sockets = if args.upgrade { Sockets::Upgrade } else { Sockets::Bind };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let node = RunningNode::start_with(config, sockets).await?;
+        if let Some(path) = config_path {
+            node.reloader().set_source(path, overrides);
+        }
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let reload = async {
             loop {
                 hangup.recv().await;
-                match node.reload_certificates() {
-                    Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
-                    Err(error) => tracing::error!(error = %format!("{error:#}"), "SIGHUP: certificates not reloaded; keeping the old ones"),
+                match node.reload() {
+                    Ok(summary) => tracing::info!("SIGHUP: {summary}"),
+                    Err(error) => tracing::error!(error = %format!("{error:#}"), "SIGHUP: reload refused; the running config is kept"),
                 }
             }
         };
