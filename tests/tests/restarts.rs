@@ -5,12 +5,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
-use common::{node_with, within};
+use common::{NodeProcess, free_port, holdfast_bin, node_with, serve_args, wait_until_serving, within};
 use holdfast_test::{FakeOrigin, Gate, KeepAlive, Outcome, Reply, eventually, get};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -84,93 +83,6 @@ async fn a_corrupted_blob_is_refetched_not_served() {
 }
 
 // ---- the binary as a child process ------------------------------------
-
-/// Builds (if needed) and returns the `holdfast` binary of this workspace.
-fn holdfast_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bin", "holdfast"])
-            .current_dir(workspace)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build --bin holdfast failed");
-        let exe = std::env::current_exe().expect("test exe");
-        // target/<profile>/deps/<test> -> target/<profile>/holdfast
-        exe.parent().and_then(Path::parent).expect("target dir").join("holdfast")
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct NodeProcess {
-    child: Child,
-}
-
-impl NodeProcess {
-    fn spawn(args: &[String]) -> NodeProcess {
-        let child = Command::new(holdfast_bin())
-            .args(args)
-            .env("HOLDFAST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn holdfast");
-        NodeProcess { child }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill");
-        assert!(status.success());
-    }
-
-    /// Waits (bounded) for the process to exit; returns its exit code.
-    async fn exit_code(&mut self) -> Option<i32> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the node did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_args(listen: SocketAddr, origin: &str, dir: &Path, admin: u16, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "serve".into(),
-        "--listen".into(),
-        listen.to_string(),
-        "--origin".into(),
-        origin.into(),
-        "--cache-dir".into(),
-        dir.display().to_string(),
-        "--admin-listen".into(),
-        format!("127.0.0.1:{admin}"),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-async fn wait_until_serving(addr: SocketAddr) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "node at {addr} did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_writes_never_serves_a_corrupt_byte() {

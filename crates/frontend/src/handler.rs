@@ -166,6 +166,9 @@ pub struct PurgeReport {
 /// a static-asset origin.
 #[derive(Debug, Clone)]
 pub struct HandlerConfig {
+    /// This node's name in Via headers. A request whose Via already names
+    /// it has gone round a loop of tiers and is refused (508).
+    pub node_name: String,
     /// Status for a Host no site claims: 421 (Misdirected Request) or 404.
     pub unknown_host_status: StatusCode,
     /// Longest a stale object is served while the origin fails (beyond an
@@ -191,6 +194,7 @@ pub const DEFAULT_MAX_HEADERS: usize = 100;
 impl Default for HandlerConfig {
     fn default() -> Self {
         HandlerConfig {
+            node_name: "holdfast".into(),
             unknown_host_status: StatusCode::MISDIRECTED_REQUEST,
             max_stale_on_error: None,
             max_object_size: DEFAULT_MAX_OBJECT_SIZE,
@@ -388,6 +392,27 @@ impl Handler {
     }
 }
 
+/// The Via to send upstream, or a 508 when this node is already in the
+/// client's chain (an edge and a shield pointing at each other).
+fn via_chain(headers: &HeaderMap, node_name: &str) -> Result<HeaderValue, Refusal> {
+    let mut chain = Vec::new();
+    for value in headers.get_all(header::VIA) {
+        let Ok(text) = value.to_str() else { continue };
+        for hop in text.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            // "1.1 name" or "1.1 name (comment)": the received-by field is the second word.
+            if hop.split_whitespace().nth(1) == Some(node_name) {
+                return Err(refuse(
+                    StatusCode::LOOP_DETECTED,
+                    "request loop between cache tiers (Via names this node)",
+                ));
+            }
+            chain.push(hop.to_owned());
+        }
+    }
+    chain.push(format!("1.1 {node_name}"));
+    HeaderValue::from_str(&chain.join(", ")).map_err(|_| refuse(StatusCode::BAD_REQUEST, "invalid Via header"))
+}
+
 /// A refused client request (4xx), with a body naming the cause.
 fn refuse_response(routing: &Routing, refusal: Refusal) -> Response<ResponseBody> {
     let mut response = synthetic(refusal.status, refusal.reason);
@@ -419,6 +444,7 @@ impl Handler {
         B::Error: Into<BoxError>,
     {
         self.check_limits(routing, &parts)?;
+        let via = via_chain(&parts.headers, &routing.config.node_name)?;
         let (host, site) = self.host(routing, &parts)?;
         let path_and_query = match parts.uri.path_and_query() {
             Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_owned(),
@@ -439,6 +465,7 @@ impl Handler {
             headers,
             site,
             routing: Arc::clone(routing),
+            via,
         };
 
         if request.method != Method::GET && request.method != Method::HEAD {
@@ -561,6 +588,8 @@ impl Handler {
                 if_modified_since,
                 body: None,
                 hold,
+                affinity: *primary.as_bytes(),
+                via: request.via.clone(),
             },
             stale,
             cacheable: true,
@@ -642,6 +671,8 @@ struct ClientRequest {
     site: usize,
     /// The limits and sites this request is served with.
     routing: Arc<Routing>,
+    /// Via to send upstream: the client's chain plus this node.
+    via: HeaderValue,
 }
 
 impl ClientRequest {

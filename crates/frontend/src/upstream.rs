@@ -30,6 +30,10 @@ pub struct Fetch {
     /// Wait out origin trouble within the hold budget; false when a stale
     /// copy can be served instead, so the client is not kept waiting.
     pub hold: bool,
+    /// The primary cache key: what a shield tier is chosen by.
+    pub affinity: [u8; 32],
+    /// The client's Via chain extended with this node (loop detection).
+    pub via: HeaderValue,
 }
 
 /// A client request body relayed for a pass-through method.

@@ -147,6 +147,9 @@ impl Default for RetryBudgetSection {
 pub struct ServerSection {
     /// HTTP/1.1 + h2c listeners.
     pub listen: Vec<String>,
+    /// This node's name in Via headers (loop detection between tiers);
+    /// default: $HOSTNAME (the pod name on Kubernetes) and the first port.
+    pub node_name: Option<String>,
     /// Host names the default site serves; empty serves any Host.
     pub hosts: Vec<String>,
     /// Status for a Host no site claims: 421 or 404.
@@ -171,6 +174,7 @@ impl Default for ServerSection {
         let defaults = ServerConfig::default();
         ServerSection {
             listen: Vec::new(),
+            node_name: None,
             hosts: Vec::new(),
             unknown_host_status: 421,
             pass_methods: Vec::new(),
@@ -261,6 +265,9 @@ pub struct OriginSection {
     pub urls: Vec<OriginEntry>,
     /// Tried when every origin of `urls` is ejected or failed.
     pub fallback: Option<String>,
+    /// "weighted" (random by weight) or "consistent-hash" (each object to
+    /// one member by rendezvous hashing: for a tier of shields).
+    pub selection: String,
     /// Host header sent upstream; the client's Host when unset.
     pub host: Option<String>,
     /// PEM file of extra trusted roots for https origins (a private CA).
@@ -299,6 +306,7 @@ impl Default for OriginSection {
         OriginSection {
             urls: Vec::new(),
             fallback: None,
+            selection: "weighted".into(),
             host: None,
             ca_file: None,
             connect_timeout: holdfast_origin::DEFAULT_CONNECT_TIMEOUT,
@@ -345,6 +353,33 @@ pub struct TlsConfig {
     pub alt_svc_max_age: Duration,
 }
 
+/// Where the admin bearer token comes from. A file is read when the node
+/// starts (a secret may exist only where the node runs, not where its
+/// config is checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminToken {
+    File(PathBuf),
+    Value(String),
+}
+
+impl AdminToken {
+    /// The token; errors name the file.
+    pub fn resolve(&self) -> anyhow::Result<String> {
+        let (token, origin) = match self {
+            AdminToken::Value(token) => (token.clone(), "HOLDFAST_ADMIN_TOKEN".to_owned()),
+            AdminToken::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("admin.token_file = {}: {e}", path.display()))?;
+                (text.trim().to_owned(), format!("admin.token_file = {}", path.display()))
+            }
+        };
+        if token.len() < 16 {
+            bail!("{origin}: the admin token must be at least 16 characters");
+        }
+        Ok(token)
+    }
+}
+
 /// One site, typed: its hosts (empty: any host) and its origin group.
 #[derive(Debug, Clone)]
 pub struct SiteConfig {
@@ -369,7 +404,7 @@ pub struct NodeConfig {
     pub control_socket: Option<PathBuf>,
     pub shutdown_delay: Duration,
     pub tls: Option<TlsConfig>,
-    pub admin_token: Option<String>,
+    pub admin_token: Option<AdminToken>,
     pub metrics_without_token: bool,
     pub access_log: Option<(crate::access_log::Destination, crate::access_log::Format)>,
 }
@@ -427,16 +462,10 @@ impl NodeConfig {
             None => file.admin.token_file.as_ref().map(|p| if p.is_relative() { base.join(p) } else { p.clone() }),
         };
         let admin_token = match token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| anyhow::anyhow!("{source}: admin.token_file = {}: {e}", path.display()))?;
-                let token = text.trim().to_owned();
-                if token.len() < 16 {
-                    bail!("{source}: admin.token_file = {}: the token must be at least 16 characters", path.display());
-                }
-                Some(token)
+            Some(path) => Some(AdminToken::File(path)),
+            None => {
+                overrides.admin_token_env.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).map(AdminToken::Value)
             }
-            None => overrides.admin_token_env.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
         };
         if !overrides.tls_listen.is_empty() {
             file.tls.listen = overrides.tls_listen;
@@ -487,6 +516,23 @@ impl NodeConfig {
             let origin = origin_config(&file.origin, base, source, "origin")?;
             sites.push(SiteConfig { name: "default".into(), hosts: lowercase(&file.server.hosts), origin });
         }
+        let node_name = match file.server.node_name.clone() {
+            Some(name) if !name.is_empty() && !name.contains([' ', ',']) => name,
+            Some(name) => bail!("{source}: server.node_name = {name:?}: one word, no spaces or commas"),
+            None => {
+                let host =
+                    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "holdfast".into());
+                match listen.first().map_or(0, |a| a.port()) {
+                    // An ephemeral port is not known yet: make the name unique anyway.
+                    0 => {
+                        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        format!("{host}-{}-{n}", std::process::id())
+                    }
+                    port => format!("{host}:{port}"),
+                }
+            }
+        };
         let unknown_host_status = match file.server.unknown_host_status {
             404 => StatusCode::NOT_FOUND,
             421 => StatusCode::MISDIRECTED_REQUEST,
@@ -579,6 +625,7 @@ impl NodeConfig {
         Ok(NodeConfig {
             listen,
             handler: HandlerConfig {
+                node_name,
                 unknown_host_status,
                 max_stale_on_error: file.cache.max_stale_on_error,
                 max_object_size: file.cache.max_object_size.as_u64(),
@@ -677,7 +724,13 @@ fn origin_config(section: &OriginSection, base: &Path, source: &str, key: &str) 
         }
         extra_roots = certs;
     }
+    let selection = match section.selection.as_str() {
+        "weighted" => holdfast_origin::Selection::Weighted,
+        "consistent-hash" => holdfast_origin::Selection::ConsistentHash,
+        other => bail!("{source}: {key}.selection = {other:?}: use \"weighted\" or \"consistent-hash\""),
+    };
     let mut origin = OriginConfig::new(Vec::new());
+    origin.selection = selection;
     origin.extra_roots = extra_roots;
     origin.members = members;
     origin.fallback = fallback;

@@ -183,7 +183,7 @@ impl RunningNode {
                 let local = listener.local_addr()?;
                 let admin = admin::Admin {
                     readiness: readiness.clone(),
-                    token: config.admin_token.clone(),
+                    token: config.admin_token.as_ref().map(|t| t.resolve()).transpose()?,
                     metrics_without_token: config.metrics_without_token,
                     handler: Arc::clone(&handler),
                     reloader: Arc::clone(&reloader),

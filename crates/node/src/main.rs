@@ -186,6 +186,18 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     // Parse, then convert, so value errors are found too.
     config::read_file(file)?;
     let config = NodeConfig::load(Some(file), Overrides::default())?;
+    // Secrets and certificates are read where the node runs; say which are
+    // not readable here without failing the check.
+    let mut elsewhere = Vec::new();
+    if let Some(holdfast_node::config::AdminToken::File(path)) = &config.admin_token {
+        elsewhere.push(path.clone());
+    }
+    for pair in config.tls.iter().flat_map(|t| &t.certificates) {
+        elsewhere.extend([pair.cert.clone(), pair.key.clone()]);
+    }
+    for path in elsewhere.iter().filter(|p| std::fs::metadata(p).is_err()) {
+        println!("note: {} is not readable here; it must exist where the node runs", path.display());
+    }
     let origins: usize = config.sites.iter().map(|s| s.origin.members.len()).sum();
     println!(
         "{}: ok ({} listener(s), {} site(s), {} origin(s))",

@@ -35,6 +35,8 @@ impl Upstream for OriginUpstream {
                 content_length: pass.content_length,
             }),
             hold: request.hold,
+            affinity: Some(request.affinity),
+            via: request.via,
         };
         Box::pin(async move {
             match self.client.send(request).await {

@@ -110,10 +110,23 @@ impl Member {
     }
 }
 
+/// How a request picks among healthy members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Selection {
+    /// At random, in proportion to the weights.
+    #[default]
+    Weighted,
+    /// By rendezvous hashing of the request's affinity key (the cache key),
+    /// so each object goes to one member (a shield tier): every shield
+    /// fetches an object from the origin once, not every edge.
+    ConsistentHash,
+}
+
 /// Typed settings of one origin group.
 #[derive(Debug, Clone)]
 pub struct OriginConfig {
     pub members: Vec<Member>,
+    pub selection: Selection,
     /// Used when every member is ejected or has failed this request: another
     /// replica set, a shield, or an object-store endpoint.
     pub fallback: Option<Endpoint>,
@@ -137,6 +150,7 @@ impl OriginConfig {
     pub fn new(endpoints: Vec<Endpoint>) -> OriginConfig {
         OriginConfig {
             members: endpoints.into_iter().map(Member::new).collect(),
+            selection: Selection::Weighted,
             fallback: None,
             host: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -169,6 +183,11 @@ pub struct OriginRequest {
     /// Wait out origin trouble within the hold budget (true), or give up
     /// after one pass over the origins (false: a stale copy is at hand).
     pub hold: bool,
+    /// What consistent hashing hashes (the cache key).
+    pub affinity: Option<[u8; 32]>,
+    /// The Via chain the client sent, extended with this node's name, so a
+    /// loop between tiers is detected by the node that sees itself in it.
+    pub via: HeaderValue,
 }
 
 /// A client request body relayed to the origin, with its framing headers.
@@ -345,7 +364,7 @@ impl Client {
             if attempts > 0 && (!retryable_method || (pass_done && Instant::now() >= deadline)) {
                 break Err(last_error.take());
             }
-            let (index, trial) = match inner.choose(&tried, Instant::now()) {
+            let (index, trial) = match inner.choose(&tried, Instant::now(), request.affinity.as_ref()) {
                 Choice::Use(index, trial) => (index, trial),
                 Choice::WaitUntil(until) => {
                     // Every origin is ejected: hold, without load on the origin.
@@ -436,7 +455,7 @@ impl Inner {
 
     /// Weighted random choice among ready members not yet tried; then a
     /// half-open member's trial; then the fallback; else when to look again.
-    fn choose(&self, tried: &[bool], now: Instant) -> Choice {
+    fn choose(&self, tried: &[bool], now: Instant, affinity: Option<&[u8; 32]>) -> Choice {
         let mut earliest: Option<Instant> = None;
         let mut ready: Vec<usize> = Vec::new();
         let mut trial: Option<usize> = None;
@@ -452,6 +471,13 @@ impl Inner {
                     }
                 }
                 Availability::Wait(until) => earliest = Some(earliest.map_or(until, |e| e.min(until))),
+            }
+        }
+        if let (Selection::ConsistentHash, Some(key)) = (self.config.selection, affinity) {
+            // The member this key belongs to, or the next one in its own
+            // rendezvous order when that one is down or already tried.
+            if let Some(index) = ready.iter().copied().max_by_key(|i| rendezvous(key, &self.targets[*i].label)) {
+                return Choice::Use(index, false);
             }
         }
         if !ready.is_empty() {
@@ -505,6 +531,8 @@ impl Inner {
             if_modified_since: None,
             body: None,
             hold: false,
+            affinity: None,
+            via: HeaderValue::from_static("1.1 holdfast-health-check"),
         };
         let healthy = match self.send_http(authority, *tls, &mut request).await {
             Ok(response) => !response.status().is_server_error(),
@@ -536,7 +564,7 @@ impl Inner {
             .uri(uri)
             .header(header::HOST, host)
             .header(header::ACCEPT_ENCODING, request.accept_encoding)
-            .header(header::VIA, "1.1 holdfast");
+            .header(header::VIA, request.via.clone());
         if let Some(v) = &request.if_none_match {
             builder = builder.header(header::IF_NONE_MATCH, v);
         }
@@ -571,6 +599,20 @@ impl Inner {
     }
 }
 
+/// Rendezvous (highest random weight) score of a key on a member: FNV-1a
+/// then a SplitMix64 finaliser, stable across processes and versions so
+/// every edge picks the same shield for a key.
+fn rendezvous(key: &[u8; 32], member: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.iter().chain(member.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
+}
+
 /// Joins an error and its sources into one line for logs and reasons.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -586,6 +628,34 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendezvous_spreads_keys_and_moves_only_the_lost_members_share() {
+        let members = ["http://shield-a:80", "http://shield-b:80", "http://shield-c:80"];
+        fn pick<'a>(key: &[u8; 32], among: &[&'a str]) -> &'a str {
+            among.iter().copied().max_by_key(|m| rendezvous(key, m)).unwrap()
+        }
+        let keys: Vec<[u8; 32]> = (0..3000u32).map(|i| *blake_free_key(i)).collect();
+        let mut counts = [0; 3];
+        let mut moved = 0;
+        for key in &keys {
+            let first = pick(key, &members);
+            counts[members.iter().position(|m| *m == first).unwrap()] += 1;
+            let without_b = pick(key, &[members[0], members[2]]);
+            if first != members[1] && without_b != first {
+                moved += 1;
+            }
+        }
+        assert!(counts.iter().all(|c| (800..1200).contains(c)), "{counts:?}");
+        assert_eq!(moved, 0, "keys of the surviving members stay where they were");
+    }
+
+    fn blake_free_key(i: u32) -> Box<[u8; 32]> {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&i.to_le_bytes());
+        key[4..8].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+        Box::new(key)
+    }
 
     #[test]
     fn endpoints_parse_or_explain() {
