@@ -14,7 +14,7 @@ import yaml
 root = pathlib.Path(__file__).resolve().parents[2]
 kube = root / "deploy" / "kubernetes"
 docs = []
-for path in sorted(kube.glob("*.yaml")):
+for path in sorted(p for p in kube.rglob("*.yaml") if p.name != "kustomization.yaml"):
     docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
 by_kind = {}
 for d in docs:
