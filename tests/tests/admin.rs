@@ -226,6 +226,9 @@ async fn metrics_parse_and_count_known_traffic() {
         assert_eq!(value("holdfast_origin_requests_total", &[("site", "default")]), 1.0);
         assert_eq!(value("holdfast_cache_objects", &[("tier", "memory")]), 1.0);
         assert_eq!(value("holdfast_origin_up", &[]), 1.0);
+        assert!(scrape.samples.iter().any(|s| s.metric == "holdfast_access_log_dropped_total"), "{text}");
+        let latency = scrape.samples.iter().find(|s| s.metric == "holdfast_origin_latency_seconds");
+        assert!(matches!(latency.map(|s| &s.value), Some(prometheus_parse::Value::Histogram(_))), "{text}");
     })
     .await
 }

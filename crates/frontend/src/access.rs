@@ -37,6 +37,11 @@ pub struct AccessRecord {
 /// Where access records go (the node writes them to a file or stdout).
 pub trait AccessLog: Send + Sync + 'static {
     fn record(&self, record: AccessRecord);
+
+    /// Records the sink could not keep up with and dropped.
+    fn dropped(&self) -> u64 {
+        0
+    }
 }
 
 /// Set on responses by the handler, read back for the access record.

@@ -330,6 +330,11 @@ impl Handler {
         (counts, self.response_bytes.load(Ordering::Relaxed))
     }
 
+    /// Access records dropped because the log could not keep up.
+    pub fn access_log_dropped(&self) -> u64 {
+        self.access_log.as_ref().map_or(0, |log| log.dropped())
+    }
+
     /// Purges done, by kind.
     pub fn purge_counts(&self) -> Vec<(&'static str, u64)> {
         self.purges.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, n)| (*k, *n)).collect()

@@ -52,10 +52,6 @@ impl AccessLogWriter {
             .spawn(move || write_lines(receiver, out, format))?;
         Ok(AccessLogWriter { sender, dropped: AtomicU64::new(0) })
     }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 impl AccessLog for AccessLogWriter {
@@ -63,6 +59,10 @@ impl AccessLog for AccessLogWriter {
         if let Err(TrySendError::Full(_)) = self.sender.try_send(record) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 

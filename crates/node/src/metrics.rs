@@ -94,6 +94,12 @@ pub fn render(handler: &Handler, origins: &[(String, Client)], started: u64) -> 
         "Purges by kind",
         handler.purge_counts().into_iter().map(|(kind, n)| (vec![("kind", kind.to_owned())], n)).collect(),
     );
+    counter_family(
+        &mut registry,
+        "access_log_dropped",
+        "Access records dropped because the log writer could not keep up",
+        vec![(vec![], handler.access_log_dropped())],
+    );
     let (fills, waiters) = handler.fills_in_flight();
     gauge_family(&mut registry, "fills_in_flight", "Origin fills in progress", vec![(vec![], fills as i64)]);
     gauge_family(
