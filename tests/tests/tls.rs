@@ -4,63 +4,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use common::tls::{certs, client_config, with_tls};
 use common::{node_with, within};
-use holdfast_node::config::{CertSection, FileConfig};
 use holdfast_test::{FakeOrigin, Reply};
 use http_body_util::BodyExt;
 use rustls_pki_types::{CertificateDer, ServerName};
-
-struct Certs {
-    dir: PathBuf,
-    /// (cert path, key path, DER) per generated certificate.
-    pairs: Vec<(PathBuf, PathBuf, CertificateDer<'static>)>,
-}
-
-fn certs(name: &str, sans: &[&[&str]]) -> Certs {
-    let dir = std::env::temp_dir().join(format!("holdfast-tls-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut pairs = Vec::new();
-    for (i, names) in sans.iter().enumerate() {
-        let generated =
-            rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        let (cert, key) = (dir.join(format!("{i}.crt")), dir.join(format!("{i}.key")));
-        std::fs::write(&cert, generated.cert.pem()).unwrap();
-        std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
-        pairs.push((cert, key, CertificateDer::from(generated.cert.der().to_vec())));
-    }
-    Certs { dir, pairs }
-}
-
-fn with_tls(certs: &Certs, h3: bool) -> impl FnOnce(&mut FileConfig) {
-    let certificate: Vec<CertSection> =
-        certs.pairs.iter().map(|(cert, key, _)| CertSection { cert: cert.clone(), key: key.clone() }).collect();
-    move |c: &mut FileConfig| {
-        c.tls.listen = vec!["127.0.0.1:0".into()];
-        c.tls.certificate = certificate;
-        c.tls.h3 = h3;
-    }
-}
-
-fn client_config(roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> rustls::ClientConfig {
-    let mut store = rustls::RootCertStore::empty();
-    for root in roots {
-        store.add(root.clone()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
-    config
-}
 
 /// One GET over TLS; returns (ALPN, status, x-cache, alt-svc, peer cert, body).
 async fn tls_get(

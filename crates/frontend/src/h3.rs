@@ -1,31 +1,62 @@
 //! HTTP/3 over QUIC (quinn + h3), through the same request handler as
 //! HTTP/1.1 and HTTP/2: the caching logic exists once.
 //!
-//! h3 adds neither `date` nor `content-length` to responses (notes P5), so
-//! this module does. 0-RTT is accepted, but only for GET and HEAD: another
-//! method arriving before the handshake is confirmed gets 425 Too Early
-//! (RFC 8470), since early data can be replayed.
+//! Resources are bounded: open connections (in all and per client),
+//! handshakes (a slow one is dropped after `handshake_timeout`; under a
+//! flood of handshakes clients must prove their address with a QUIC Retry),
+//! request streams per connection, and the time a stream may take to send
+//! its header section. Every task ends with its connection or request:
+//! requests are driven inside their connection's task and freed as they
+//! finish, so a long-lived connection does not accumulate memory.
+//!
+//! 0-RTT is accepted. Each request knows whether it arrived as early data
+//! (its stream was opened before the handshake completed); an early request
+//! other than GET or HEAD gets 425 Too Early (RFC 8470), since early data
+//! can be replayed.
+//!
+//! h3 adds neither `date` nor `content-length` to responses, so this module
+//! does.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use h3::server::RequestStream;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use h3::quic::{self, StreamId};
+use h3::server::{RequestResolver, RequestStream};
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use crate::handler::Handler;
+use crate::connections::{ConnectionLimiter, ConnectionLimits};
+use crate::handler::{EarlyData, Handler};
 use crate::server::stopped;
 use crate::tls::{CertResolver, TlsError, quic_server_config};
 use crate::upstream::BoxError;
+
+/// When clients must prove their address with a QUIC Retry before the
+/// node spends a handshake on them (RFC 9000 §8.1). A Retry costs an honest
+/// client one round trip; it stops spoofed Initial floods from reaching the
+/// handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressValidation {
+    /// Only while more than this many handshakes are in progress.
+    Auto {
+        above_handshakes: usize,
+    },
+    Always,
+    Never,
+}
 
 /// QUIC and HTTP/3 limits, set explicitly rather than left to defaults.
 #[derive(Debug, Clone)]
@@ -41,7 +72,23 @@ pub struct H3Config {
     pub receive_window: u32,
     /// How long in-flight requests may take to finish at shutdown.
     pub drain_timeout: Duration,
+    /// Longest a QUIC handshake may take; the connection is dropped after.
+    pub handshake_timeout: Duration,
+    /// Time a client has, once it opened a request stream, to send the
+    /// request's header section.
+    pub header_read_timeout: Duration,
+    /// Open QUIC connections, in all and per client address.
+    pub limits: ConnectionLimits,
+    pub address_validation: AddressValidation,
 }
+
+/// Open QUIC connections by default. An idle connection costs about
+/// 30 KiB (measured; see the README), so the default bounds them to
+/// about 128 MiB.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Handshakes in progress above which clients must answer a Retry.
+pub const DEFAULT_RETRY_ABOVE_HANDSHAKES: usize = 64;
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for H3Config {
     fn default() -> Self {
@@ -52,9 +99,82 @@ impl Default for H3Config {
             stream_receive_window: 1024 * 1024,
             receive_window: 8 * 1024 * 1024,
             drain_timeout: crate::server::DEFAULT_DRAIN_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            header_read_timeout: crate::server::DEFAULT_HEADER_READ_TIMEOUT,
+            limits: ConnectionLimits { max: DEFAULT_MAX_CONNECTIONS, max_per_client: 0 },
+            address_validation: AddressValidation::Auto { above_handshakes: DEFAULT_RETRY_ABOVE_HANDSHAKES },
         }
     }
 }
+
+/// Counters of every HTTP/3 endpoint of a node, for `/metrics`.
+#[derive(Debug)]
+pub struct QuicStats {
+    /// Open connections (handshaking or established), and refusals.
+    pub connections: Arc<ConnectionLimiter>,
+    handshakes: AtomicUsize,
+    requests: AtomicUsize,
+    retries: AtomicU64,
+    handshake_timeouts: AtomicU64,
+    handshake_failures: AtomicU64,
+    header_timeouts: AtomicU64,
+}
+
+/// A snapshot of [`QuicStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuicCounts {
+    pub handshakes_in_progress: usize,
+    pub requests_in_flight: usize,
+    pub retries: u64,
+    pub handshake_timeouts: u64,
+    pub handshake_failures: u64,
+    pub header_timeouts: u64,
+}
+
+impl QuicStats {
+    pub fn new(limits: ConnectionLimits) -> Arc<QuicStats> {
+        Arc::new(QuicStats {
+            connections: ConnectionLimiter::new(limits),
+            handshakes: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            retries: AtomicU64::new(0),
+            handshake_timeouts: AtomicU64::new(0),
+            handshake_failures: AtomicU64::new(0),
+            header_timeouts: AtomicU64::new(0),
+        })
+    }
+
+    pub fn counts(&self) -> QuicCounts {
+        QuicCounts {
+            handshakes_in_progress: self.handshakes.load(Ordering::Relaxed),
+            requests_in_flight: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            handshake_timeouts: self.handshake_timeouts.load(Ordering::Relaxed),
+            handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
+            header_timeouts: self.header_timeouts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Decrements a gauge when dropped.
+struct Gauge<'a>(&'a AtomicUsize);
+
+impl<'a> Gauge<'a> {
+    fn up(counter: &'a AtomicUsize) -> Gauge<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Gauge(counter)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// H3_EXCESSIVE_LOAD (RFC 9114 §8.1): how a connection that took too long
+/// to set up is closed.
+const H3_EXCESSIVE_LOAD: quinn::VarInt = quinn::VarInt::from_u32(0x107);
 
 /// Errors setting up a QUIC endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +209,10 @@ pub fn endpoint(
         .receive_window(quinn::VarInt::from_u32(config.receive_window))
         .send_window(u64::from(config.receive_window));
     server.transport_config(Arc::new(transport));
+    // Connection attempts waiting for a decision: a few per allowed
+    // connection, with a bound on the datagrams they may buffer.
+    server.max_incoming(config.limits.max.clamp(64, 1 << 16));
+    server.incoming_buffer_size_total(16 * 1024 * 1024);
     let addr = socket.local_addr().ok();
     let runtime = Arc::new(quinn::TokioRuntime);
     quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime)
@@ -101,15 +225,23 @@ pub async fn serve_h3(
     endpoint: quinn::Endpoint,
     handler: Arc<Handler>,
     config: H3Config,
+    stats: Arc<QuicStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let config = Arc::new(config);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                connections.spawn(connection(incoming, Arc::clone(&handler), config.clone(), shutdown.clone()));
+                if let Some(admitted) = admit(incoming, &config, &stats) {
+                    let (handler, config, stats, shutdown) =
+                        (Arc::clone(&handler), Arc::clone(&config), Arc::clone(&stats), shutdown.clone());
+                    connections.spawn(connection(admitted, handler, config, stats, shutdown));
+                }
             }
+            // Reap finished connections as they end, not at shutdown.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = stopped(&mut shutdown) => break,
         }
     }
@@ -124,61 +256,83 @@ pub async fn serve_h3(
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
 }
 
+/// An incoming connection the node decided to serve, with its place.
+type Admitted = (quinn::Incoming, crate::connections::ConnectionPermit);
+
+/// Decides about a connection attempt: ask for address validation (Retry)
+/// under a handshake flood, refuse it over the limits, or admit it.
+fn admit(incoming: quinn::Incoming, config: &H3Config, stats: &QuicStats) -> Option<Admitted> {
+    let validate = match config.address_validation {
+        AddressValidation::Always => true,
+        AddressValidation::Never => false,
+        AddressValidation::Auto { above_handshakes } => stats.handshakes.load(Ordering::Relaxed) >= above_handshakes,
+    };
+    let incoming = if validate && !incoming.remote_address_validated() && incoming.may_retry() {
+        match incoming.retry() {
+            Ok(()) => {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            Err(error) => error.into_incoming(),
+        }
+    } else {
+        incoming
+    };
+    match stats.connections.admit(incoming.remote_address().ip()) {
+        Ok(permit) => Some((incoming, permit)),
+        Err(refusal) => {
+            tracing::debug!(peer = %incoming.remote_address(), reason = refusal.as_str(), "QUIC connection refused");
+            incoming.refuse();
+            None
+        }
+    }
+}
+
+/// Runs one connection: the handshake (bounded), then its requests, each
+/// driven here and dropped as soon as it is done.
 async fn connection(
-    incoming: quinn::Incoming,
+    (incoming, _permit): Admitted,
     handler: Arc<Handler>,
-    config: H3Config,
+    config: Arc<H3Config>,
+    stats: Arc<QuicStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Ok(connecting) = incoming.accept() else { return };
-    // The handshake is confirmed when the 0-RTT future resolves; until then
-    // requests may be replayed early data.
-    let confirmed = Arc::new(AtomicBool::new(false));
-    let connection = match connecting.into_0rtt() {
-        Ok((connection, accepted)) => {
-            let flag = Arc::clone(&confirmed);
-            tokio::spawn(async move {
-                accepted.await;
-                flag.store(true, Ordering::Release);
-            });
-            connection
-        }
-        Err(connecting) => match connecting.await {
-            Ok(connection) => {
-                confirmed.store(true, Ordering::Release);
-                connection
-            }
-            Err(error) => {
-                tracing::debug!(%error, "QUIC handshake failed");
-                return;
-            }
-        },
-    };
-    let peer = connection.remote_address();
-    let built = h3::server::builder()
-        .max_field_section_size(config.max_field_section_size)
-        .build::<_, Bytes>(h3_quinn::Connection::new(connection))
-        .await;
+    let peer = incoming.remote_address();
+    let deadline = Instant::now() + config.handshake_timeout;
+    let mut handshaking = Some(Gauge::up(&stats.handshakes));
+    let Some((connection, accepted)) = handshake(incoming, deadline, &stats).await else { return };
+    let early = Arc::new(EarlyStreams::default());
+    if accepted.is_none() {
+        early.confirm();
+        handshaking = None;
+    }
+    let tracked =
+        TrackedConnection { inner: h3_quinn::Connection::new(connection.clone()), accepted, early: Arc::clone(&early) };
+    let built = tokio::time::timeout_at(
+        deadline.max(Instant::now() + Duration::from_secs(1)),
+        h3::server::builder().max_field_section_size(config.max_field_section_size).build::<_, Bytes>(tracked),
+    )
+    .await;
     let mut h3 = match built {
-        Ok(h3) => h3,
-        Err(error) => {
+        Ok(Ok(h3)) => h3,
+        Ok(Err(error)) => {
             tracing::debug!(%peer, %error, "HTTP/3 connection setup failed");
             return;
         }
+        Err(_) => {
+            tracing::debug!(%peer, "HTTP/3 connection setup timed out");
+            stats.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+            connection.close(H3_EXCESSIVE_LOAD, b"setup timeout");
+            return;
+        }
     };
-    let mut requests = JoinSet::new();
+    let mut requests = FuturesUnordered::new();
     let mut going_away = false;
     loop {
         tokio::select! {
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => {
-                    let (handler, confirmed) = (Arc::clone(&handler), Arc::clone(&confirmed));
-                    requests.spawn(async move {
-                        match resolver.resolve_request().await {
-                            Ok((request, stream)) => respond(request, stream, handler, confirmed).await,
-                            Err(error) => tracing::debug!(%error, "HTTP/3 request head rejected"),
-                        }
-                    });
+                    requests.push(request(resolver, &handler, &early, &config, &stats));
                 }
                 Ok(None) => break,
                 Err(error) => {
@@ -188,39 +342,119 @@ async fn connection(
                     break;
                 }
             },
+            Some(()) = requests.next(), if !requests.is_empty() => {}
             () = stopped(&mut shutdown), if !going_away => {
                 going_away = true;
                 // GOAWAY: no new requests; the ones in flight finish.
                 let _ = h3.shutdown(0).await;
             }
+            () = early.wait_confirmed(), if handshaking.is_some() => handshaking = None,
+            () = tokio::time::sleep_until(deadline), if handshaking.is_some() => {
+                tracing::debug!(%peer, "QUIC handshake timed out");
+                stats.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+                connection.close(H3_EXCESSIVE_LOAD, b"handshake timeout");
+                break;
+            }
         }
     }
-    while requests.join_next().await.is_some() {}
+    drop(handshaking);
+    while requests.next().await.is_some() {}
 }
 
+/// The QUIC handshake, as far as 0.5-RTT: returns the connection once the
+/// client's first flight is processed, and the future that resolves when
+/// the handshake completes (`None` if it already has).
+///
+/// Waiting for the handshake data first works around quinn-proto 0.11
+/// (still in its main branch in 2026-07): when the ClientHello spans more
+/// than one Initial packet (Chromium's post-quantum key share makes it
+/// about 1.8 KB), a connection taken with `into_0rtt()` before the second
+/// packet arrives does not know the client's stream limits yet, and quinn
+/// never wakes a stream opener when they arrive (`StreamsState::set_params`
+/// raises the limits without a `StreamEvent::Available`). h3's setup then
+/// waits forever to open its control stream: Chromium's page loads hung on
+/// about half of all fresh connections.
+async fn handshake(
+    incoming: quinn::Incoming,
+    deadline: Instant,
+    stats: &QuicStats,
+) -> Option<(quinn::Connection, Option<quinn::ZeroRttAccepted>)> {
+    let peer = incoming.remote_address();
+    let mut connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "QUIC connection failed");
+            stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+    };
+    let outcome = tokio::time::timeout_at(deadline, async {
+        connecting.handshake_data().await?;
+        match connecting.into_0rtt() {
+            Ok((connection, accepted)) => Ok((connection, Some(accepted))),
+            // Servers always get 0.5-RTT; should that change, wait it out.
+            Err(connecting) => connecting.await.map(|connection| (connection, None)),
+        }
+    })
+    .await;
+    match outcome {
+        Ok(Ok(pair)) => Some(pair),
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "QUIC handshake failed");
+            stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "QUIC handshake timed out");
+            stats.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+type Resolver = RequestResolver<TrackedConnection, Bytes>;
 type Stream = RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 
-async fn respond(request: Request<()>, stream: Stream, handler: Arc<Handler>, confirmed: Arc<AtomicBool>) {
+/// One request: its header section (bounded in time), then the handler's
+/// response.
+fn request(
+    resolver: Resolver,
+    handler: &Arc<Handler>,
+    early: &Arc<EarlyStreams>,
+    config: &H3Config,
+    stats: &Arc<QuicStats>,
+) -> impl Future<Output = ()> + use<> {
+    let (handler, early, stats) = (Arc::clone(handler), Arc::clone(early), Arc::clone(stats));
+    let header_read_timeout = config.header_read_timeout;
+    async move {
+        let _in_flight = Gauge::up(&stats.requests);
+        let (request, stream) = match tokio::time::timeout(header_read_timeout, resolver.resolve_request()).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "HTTP/3 request head rejected");
+                return;
+            }
+            Err(_) => {
+                stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let early_data = early.take(stream.id());
+        respond(request, stream, &handler, early_data).await;
+    }
+}
+
+async fn respond(request: Request<()>, stream: Stream, handler: &Handler, early_data: bool) {
     let (mut send, recv) = stream.split();
     let is_head = request.method() == Method::HEAD;
-    let safe = request.method() == Method::GET || is_head;
-    let response = if !safe && !confirmed.load(Ordering::Acquire) {
-        let mut response = Response::new(
-            http_body_util::Full::new(Bytes::from_static(b"holdfast: only GET and HEAD are accepted as early data\n"))
-                .map_err(|never| match never {})
-                .boxed(),
-        );
-        *response.status_mut() = StatusCode::TOO_EARLY;
-        response
-    } else {
-        let (parts, ()) = request.into_parts();
-        let body = RecvBody(Mutex::new(recv));
-        handler.handle(Request::from_parts(parts, body), "https").await
-    };
+    let (mut parts, ()) = request.into_parts();
+    if early_data {
+        parts.extensions.insert(EarlyData);
+    }
+    let body = RecvBody(Mutex::new(recv));
+    let response = handler.handle(Request::from_parts(parts, body), "https").await;
     let (mut head, mut body) = response.into_parts();
-    head.headers.entry(header::DATE).or_insert_with(|| {
-        HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())).unwrap_or(HeaderValue::from_static(""))
-    });
+    head.headers.entry(header::DATE).or_insert_with(crate::date::now);
     if !is_head
         && !head.headers.contains_key(header::CONTENT_LENGTH)
         && let Some(len) = body.size_hint().exact()
@@ -250,6 +484,117 @@ async fn respond(request: Request<()>, stream: Stream, handler: Arc<Handler>, co
         }
     }
     let _ = send.finish().await;
+}
+
+/// Which request streams of a connection were opened in 0-RTT, and whether
+/// the handshake has completed.
+#[derive(Debug, Default)]
+struct EarlyStreams {
+    confirmed: AtomicBool,
+    confirmed_signal: Notify,
+    streams: Mutex<Vec<StreamId>>,
+}
+
+impl EarlyStreams {
+    fn confirm(&self) {
+        self.confirmed.store(true, Ordering::Release);
+        self.confirmed_signal.notify_one();
+    }
+
+    /// Resolves once the handshake has completed.
+    async fn wait_confirmed(&self) {
+        if !self.confirmed() {
+            self.confirmed_signal.notified().await;
+        }
+    }
+
+    fn confirmed(&self) -> bool {
+        self.confirmed.load(Ordering::Acquire)
+    }
+
+    /// Whether `id` was opened as early data (and forgets it).
+    fn take(&self, id: StreamId) -> bool {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        match streams.iter().position(|s| *s == id) {
+            Some(i) => {
+                streams.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// h3-quinn's connection, noting the request streams accepted before the
+/// handshake completed: those arrived as 0-RTT data. (quinn marks such
+/// streams itself, but h3-quinn does not expose the mark.)
+struct TrackedConnection {
+    inner: h3_quinn::Connection,
+    /// Resolves when the handshake completes; `None` once it has.
+    accepted: Option<quinn::ZeroRttAccepted>,
+    early: Arc<EarlyStreams>,
+}
+
+impl TrackedConnection {
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) {
+        if let Some(accepted) = &mut self.accepted
+            && Pin::new(accepted).poll(cx).is_ready()
+        {
+            self.accepted = None;
+            self.early.confirm();
+        }
+    }
+}
+
+impl<B: Buf> quic::Connection<B> for TrackedConnection {
+    type RecvStream = h3_quinn::RecvStream;
+    type OpenStreams = h3_quinn::OpenStreams;
+
+    fn poll_accept_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::RecvStream, quic::ConnectionErrorIncoming>> {
+        quic::Connection::<B>::poll_accept_recv(&mut self.inner, cx)
+    }
+
+    fn poll_accept_bidi(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::BidiStream, quic::ConnectionErrorIncoming>> {
+        // The handshake's completion is signalled before the streams that
+        // follow it, so polling it first leaves no stream misclassified.
+        self.poll_handshake(cx);
+        let polled = quic::Connection::<B>::poll_accept_bidi(&mut self.inner, cx);
+        if let Poll::Ready(Ok(stream)) = &polled {
+            self.poll_handshake(cx);
+            if !self.early.confirmed() {
+                let id = quic::RecvStream::recv_id(stream);
+                self.early.streams.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+            }
+        }
+        polled
+    }
+
+    fn opener(&self) -> Self::OpenStreams {
+        quic::Connection::<B>::opener(&self.inner)
+    }
+}
+
+impl<B: Buf> quic::OpenStreams<B> for TrackedConnection {
+    type BidiStream = h3_quinn::BidiStream<B>;
+    type SendStream = h3_quinn::SendStream<B>;
+
+    fn poll_open_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::BidiStream, quic::StreamErrorIncoming>> {
+        quic::OpenStreams::<B>::poll_open_bidi(&mut self.inner, cx)
+    }
+
+    fn poll_open_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::SendStream, quic::StreamErrorIncoming>> {
+        quic::OpenStreams::<B>::poll_open_send(&mut self.inner, cx)
+    }
+
+    fn close(&mut self, code: h3::error::Code, reason: &[u8]) {
+        quic::OpenStreams::<B>::close(&mut self.inner, code, reason)
+    }
 }
 
 /// A request body read from an HTTP/3 stream (pass-through methods).

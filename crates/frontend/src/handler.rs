@@ -102,6 +102,11 @@ impl Site {
     }
 }
 
+/// Set on a request that arrived as TLS early data (QUIC 0-RTT): it may be
+/// a replay, so only safe methods are served (RFC 8470).
+#[derive(Debug, Clone, Copy)]
+pub struct EarlyData;
+
 /// What a purge selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PurgeTarget {
@@ -397,25 +402,32 @@ impl Handler {
     }
 }
 
-/// The Via to send upstream, or a 508 when this node is already in the
-/// client's chain (an edge and a shield pointing at each other).
-fn via_chain(headers: &HeaderMap, node_name: &str) -> Result<HeaderValue, Refusal> {
-    let mut chain = Vec::new();
+/// A 508 when this node is already in the client's Via chain (an edge and
+/// a shield pointing at each other). Allocates nothing: it runs on hits too.
+fn check_loop(headers: &HeaderMap, node_name: &str) -> Result<(), Refusal> {
     for value in headers.get_all(header::VIA) {
         let Ok(text) = value.to_str() else { continue };
-        for hop in text.split(',').map(str::trim).filter(|h| !h.is_empty()) {
-            // "1.1 name" or "1.1 name (comment)": the received-by field is the second word.
-            if hop.split_whitespace().nth(1) == Some(node_name) {
-                return Err(refuse(
-                    StatusCode::LOOP_DETECTED,
-                    "request loop between cache tiers (Via names this node)",
-                ));
-            }
-            chain.push(hop.to_owned());
+        // "1.1 name" or "1.1 name (comment)": the received-by field is the second word.
+        if text.split(',').any(|hop| hop.split_whitespace().nth(1) == Some(node_name)) {
+            return Err(refuse(StatusCode::LOOP_DETECTED, "request loop between cache tiers (Via names this node)"));
         }
     }
-    chain.push(format!("1.1 {node_name}"));
-    HeaderValue::from_str(&chain.join(", ")).map_err(|_| refuse(StatusCode::BAD_REQUEST, "invalid Via header"))
+    Ok(())
+}
+
+/// The Via sent upstream: the client's chain plus this node.
+fn via_upstream(headers: &HeaderMap, node_name: &str) -> HeaderValue {
+    let mut chain: Vec<&str> = headers
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|hop| !hop.is_empty())
+        .collect();
+    let own = format!("1.1 {node_name}");
+    chain.push(&own);
+    HeaderValue::from_str(&chain.join(", ")).unwrap_or_else(|_| HeaderValue::from_static("1.1 holdfast"))
 }
 
 /// A refused client request (4xx), with a body naming the cause.
@@ -449,7 +461,11 @@ impl Handler {
         B::Error: Into<BoxError>,
     {
         self.check_limits(routing, &parts)?;
-        let via = via_chain(&parts.headers, &routing.config.node_name)?;
+        if parts.extensions.get::<EarlyData>().is_some() && parts.method != Method::GET && parts.method != Method::HEAD
+        {
+            return Err(refuse(StatusCode::TOO_EARLY, "only GET and HEAD are accepted as early data (0-RTT)"));
+        }
+        check_loop(&parts.headers, &routing.config.node_name)?;
         let (host, site) = self.host(routing, &parts)?;
         let path_and_query = match parts.uri.path_and_query() {
             Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_owned(),
@@ -470,7 +486,7 @@ impl Handler {
             headers,
             site,
             routing: Arc::clone(routing),
-            via,
+            log: self.access_log.is_some(),
         };
 
         if request.method != Method::GET && request.method != Method::HEAD {
@@ -496,7 +512,7 @@ impl Handler {
             Lookup::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
             Lookup::Miss => self.fill(&request, primary, None).await,
         };
-        if response.extensions().get::<Served>().is_none() {
+        if request.log && response.extensions().get::<Served>().is_none() {
             response.extensions_mut().insert(Served { site: request.site_name(), origin: None });
         }
         Ok(response)
@@ -594,7 +610,7 @@ impl Handler {
                 body: None,
                 hold,
                 affinity: *primary.as_bytes(),
-                via: request.via.clone(),
+                via: via_upstream(&request.headers, &request.routing.config.node_name),
             },
             stale,
             cacheable: true,
@@ -676,8 +692,8 @@ struct ClientRequest {
     site: usize,
     /// The limits and sites this request is served with.
     routing: Arc<Routing>,
-    /// Via to send upstream: the client's chain plus this node.
-    via: HeaderValue,
+    /// Whether responses carry what the access log needs (`Served`).
+    log: bool,
 }
 
 impl ClientRequest {
@@ -859,18 +875,22 @@ fn respond_from_origin(
     };
     set_result(&mut headers, result, &detail);
     tracing::debug!(url = %request.url(), origin = %head.origin, status = head.status.as_u16(), "{}", result.as_str());
-    let served = Served { site: request.site_name(), origin: Some(head.origin.clone()) };
+    let served = request.log.then(|| Served { site: request.site_name(), origin: Some(head.origin.clone()) });
     if head.status == StatusCode::OK
         && result == CacheResult::Miss
         && conditional::not_modified(&request.headers, &headers)
     {
         let mut response = not_modified_response(&headers);
-        response.extensions_mut().insert(served);
+        if let Some(served) = served {
+            response.extensions_mut().insert(served);
+        }
         return response;
     }
     let body = if request.method == Method::HEAD { empty() } else { reader_body(reader) };
     let mut response = Response::new(body);
-    response.extensions_mut().insert(served);
+    if let Some(served) = served {
+        response.extensions_mut().insert(served);
+    }
     *response.status_mut() = head.status;
     *response.headers_mut() = headers;
     response

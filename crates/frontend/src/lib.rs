@@ -11,6 +11,8 @@
 
 pub mod access;
 mod conditional;
+pub mod connections;
+mod date;
 mod fill;
 pub mod h3;
 pub mod handler;
@@ -20,6 +22,6 @@ pub mod tls;
 pub mod upstream;
 
 pub use access::{AccessLog, AccessRecord};
-pub use handler::{CacheResult, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site};
+pub use handler::{CacheResult, EarlyData, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site};
 pub use server::{ServerConfig, TlsListener, serve_tcp, serve_tls};
 pub use upstream::{Fetch, Fetched, Upstream, UpstreamError};

@@ -66,6 +66,8 @@ pub struct Admin {
     pub metrics_without_token: bool,
     pub handler: Arc<Handler>,
     pub reloader: Arc<crate::reload::Reloader>,
+    /// QUIC connection counters, when HTTP/3 is on.
+    pub quic: Option<Arc<holdfast_frontend::h3::QuicStats>>,
     pub started: Instant,
     /// The same moment as a Unix time, for the restart metric.
     pub started_unix: u64,
@@ -126,8 +128,12 @@ impl Admin {
             "/ready" => return plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
             "/metrics" if self.metrics_without_token || self.authorized(&request) => {
                 let mut response = plain(StatusCode::OK, "");
-                *response.body_mut() =
-                    Full::new(Bytes::from(metrics::render(&self.handler, &self.reloader.origins(), self.started_unix)));
+                *response.body_mut() = Full::new(Bytes::from(metrics::render(
+                    &self.handler,
+                    &self.reloader.origins(),
+                    self.quic.as_deref(),
+                    self.started_unix,
+                )));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytesize::ByteSize;
 use holdfast_cache::{DiskConfig, FsyncPolicy, StoreConfig};
-use holdfast_frontend::h3::H3Config;
+use holdfast_frontend::connections::ConnectionLimits;
+use holdfast_frontend::h3::{AddressValidation, H3Config};
 use holdfast_frontend::tls::CertFiles;
 use holdfast_frontend::{HandlerConfig, ServerConfig, handler};
 use holdfast_origin::{Endpoint, HealthConfig, Member, OriginConfig, RetryPolicy};
@@ -86,6 +87,17 @@ pub struct TlsSection {
     /// QUIC idle timeout.
     #[serde(with = "humantime_serde")]
     pub h3_idle_timeout: Duration,
+    /// Open QUIC connections; new ones beyond are refused.
+    pub h3_max_connections: usize,
+    /// Open QUIC connections per client address (IPv6: per /64); 0: no limit.
+    pub h3_max_connections_per_client: usize,
+    /// Longest a QUIC handshake may take.
+    #[serde(with = "humantime_serde")]
+    pub h3_handshake_timeout: Duration,
+    /// QUIC Retry (address validation): "auto" (while more than
+    /// h3_retry_above_handshakes handshakes are in progress), "always", "never".
+    pub h3_address_validation: String,
+    pub h3_retry_above_handshakes: usize,
 }
 
 impl Default for TlsSection {
@@ -96,6 +108,11 @@ impl Default for TlsSection {
             certificate: Vec::new(),
             alt_svc_max_age: Duration::from_secs(24 * 3600),
             h3_idle_timeout: H3Config::default().idle_timeout,
+            h3_max_connections: holdfast_frontend::h3::DEFAULT_MAX_CONNECTIONS,
+            h3_max_connections_per_client: 0,
+            h3_handshake_timeout: holdfast_frontend::h3::DEFAULT_HANDSHAKE_TIMEOUT,
+            h3_address_validation: "auto".into(),
+            h3_retry_above_handshakes: holdfast_frontend::h3::DEFAULT_RETRY_ABOVE_HANDSHAKES,
         }
     }
 }
@@ -587,11 +604,32 @@ impl NodeConfig {
                         .map_err(|e| anyhow::anyhow!("{source}: tls.listen[{i}] = {a:?} is not an address:port ({e})"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let address_validation = match file.tls.h3_address_validation.as_str() {
+                "auto" => AddressValidation::Auto { above_handshakes: file.tls.h3_retry_above_handshakes },
+                "always" => AddressValidation::Always,
+                "never" => AddressValidation::Never,
+                other => {
+                    bail!("{source}: tls.h3_address_validation = {other:?}: use \"auto\", \"always\" or \"never\"")
+                }
+            };
+            if file.tls.h3_max_connections == 0 {
+                bail!("{source}: tls.h3_max_connections must be at least 1");
+            }
+            if file.tls.h3_handshake_timeout.is_zero() {
+                bail!("{source}: tls.h3_handshake_timeout must be above zero");
+            }
             let h3 = file.tls.h3.then(|| H3Config {
                 idle_timeout: file.tls.h3_idle_timeout,
                 max_field_section_size: max_header_bytes as u64,
                 max_concurrent_streams: file.server.h2_max_concurrent_streams,
                 drain_timeout: file.server.drain_timeout,
+                handshake_timeout: file.tls.h3_handshake_timeout,
+                header_read_timeout: file.server.header_read_timeout,
+                limits: ConnectionLimits {
+                    max: file.tls.h3_max_connections,
+                    max_per_client: file.tls.h3_max_connections_per_client,
+                },
+                address_validation,
                 ..H3Config::default()
             });
             let certificates =

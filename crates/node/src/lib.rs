@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use holdfast_cache::{DiskTier, Store};
+use holdfast_frontend::h3::QuicStats;
 use holdfast_frontend::tls::CertResolver;
 use holdfast_frontend::{Handler, TlsListener, serve_tcp, serve_tls};
 use holdfast_origin::{Client, RetryBudget};
@@ -52,6 +53,8 @@ pub struct RunningNode {
     pub tls_addrs: Vec<SocketAddr>,
     /// HTTP/3 endpoints' addresses (UDP).
     pub h3_addrs: Vec<SocketAddr>,
+    /// QUIC connection counters, when HTTP/3 is on.
+    pub quic: Option<Arc<QuicStats>>,
     /// The UDP sockets behind the HTTP/3 endpoints (kept for handover).
     _udp_sockets: Vec<std::net::UdpSocket>,
 }
@@ -118,6 +121,7 @@ impl RunningNode {
             listeners.spawn(serve_tcp(listener, Arc::clone(&handler), config.server.clone(), shutdown_rx.clone()));
         }
         let (mut tls_addrs, mut h3_addrs, mut certificates) = (Vec::new(), Vec::new(), None);
+        let quic = config.tls.as_ref().and_then(|tls| tls.h3.as_ref()).map(|h3| QuicStats::new(h3.limits));
         let mut udp_sockets = Vec::new();
         if let Some(tls) = &config.tls {
             let resolver = CertResolver::new(tls.certificates.clone())?;
@@ -143,10 +147,13 @@ impl RunningNode {
                     udp_sockets.push(socket);
                     tracing::info!(listen = %udp_local, "serving HTTP/3");
                     h3_addrs.push(udp_local);
+                    // Invariant: `quic` is set whenever HTTP/3 is configured.
+                    let stats = Arc::clone(quic.as_ref().expect("QUIC stats exist when HTTP/3 is on"));
                     listeners.spawn(holdfast_frontend::h3::serve_h3(
                         endpoint,
                         Arc::clone(&handler),
                         h3.clone(),
+                        stats,
                         shutdown_rx.clone(),
                     ));
                     let value = format!("h3=\":{}\"; ma={}", udp_local.port(), tls.alt_svc_max_age.as_secs());
@@ -187,6 +194,7 @@ impl RunningNode {
                     metrics_without_token: config.metrics_without_token,
                     handler: Arc::clone(&handler),
                     reloader: Arc::clone(&reloader),
+                    quic: quic.clone(),
                     started: std::time::Instant::now(),
                     started_unix: std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
@@ -233,6 +241,7 @@ impl RunningNode {
             certificates,
             tls_addrs,
             h3_addrs,
+            quic,
             _udp_sockets: udp_sockets,
         })
     }

@@ -3,6 +3,7 @@
 //! time, so nothing is counted twice.
 
 use holdfast_frontend::Handler;
+use holdfast_frontend::h3::QuicStats;
 use holdfast_origin::Client;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -54,7 +55,7 @@ fn i64_of(value: u64) -> i64 {
 
 /// Renders every metric of the node. `started` is the process start as a
 /// Unix time: restarts show as changes of `holdfast_start_time_seconds`.
-pub fn render(handler: &Handler, origins: &[(String, Client)], started: u64) -> String {
+pub fn render(handler: &Handler, origins: &[(String, Client)], quic: Option<&QuicStats>, started: u64) -> String {
     let mut registry = Registry::with_prefix("holdfast");
     gauge_family(&mut registry, "start_time_seconds", "Unix time the node started", vec![(vec![], i64_of(started))]);
     let (requests, bytes) = handler.request_counts();
@@ -182,8 +183,62 @@ pub fn render(handler: &Handler, origins: &[(String, Client)], started: u64) -> 
             histogram,
         );
     }
+    if let Some(quic) = quic {
+        quic_metrics(&mut registry, quic);
+    }
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = encode(&mut text, &registry);
     text
+}
+
+/// QUIC and HTTP/3: connections against their budget, handshakes, requests
+/// in flight, and every shed or failed connection.
+fn quic_metrics(registry: &mut Registry, quic: &QuicStats) {
+    let connections = quic.connections.counts();
+    let limits = quic.connections.limits();
+    let counts = quic.counts();
+    gauge_family(registry, "quic_connections", "Open QUIC connections", vec![(vec![], connections.open as i64)]);
+    gauge_family(
+        registry,
+        "quic_connections_limit",
+        "Most QUIC connections kept open (tls.h3_max_connections)",
+        vec![(vec![], limits.max as i64)],
+    );
+    gauge_family(
+        registry,
+        "quic_handshakes_in_progress",
+        "QUIC handshakes not yet complete",
+        vec![(vec![], counts.handshakes_in_progress as i64)],
+    );
+    gauge_family(
+        registry,
+        "h3_requests_in_flight",
+        "HTTP/3 requests being answered",
+        vec![(vec![], counts.requests_in_flight as i64)],
+    );
+    counter_family(
+        registry,
+        "quic_connections_accepted",
+        "QUIC connections admitted",
+        vec![(vec![], connections.accepted)],
+    );
+    counter_family(
+        registry,
+        "quic_connections_shed",
+        "QUIC connection attempts not served, by reason",
+        vec![
+            (vec![("reason", "limit".to_owned())], connections.refused_total),
+            (vec![("reason", "per-client-limit".to_owned())], connections.refused_per_client),
+            (vec![("reason", "retry".to_owned())], counts.retries),
+            (vec![("reason", "handshake-timeout".to_owned())], counts.handshake_timeouts),
+            (vec![("reason", "handshake-failed".to_owned())], counts.handshake_failures),
+        ],
+    );
+    counter_family(
+        registry,
+        "h3_request_header_timeouts",
+        "HTTP/3 request streams that did not send their header section in time",
+        vec![(vec![], counts.header_timeouts)],
+    );
 }
