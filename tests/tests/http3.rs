@@ -307,3 +307,29 @@ async fn a_long_connection_keeps_nothing_of_finished_requests() {
     })
     .await
 }
+
+/// A drain sends GOAWAY and closes connections once their requests are
+/// done: an idle client connection does not hold the node for the whole
+/// drain timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_closes_idle_connections_at_once() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/a", Reply::ok("a"));
+        let certs = certs("h3-drain", &[&["localhost"]]);
+        let node = h3_node(&origin, &certs, |c| c.server.drain_timeout = Duration::from_secs(20)).await;
+        let endpoint = client(&[certs.pairs[0].2.clone()], |_| {});
+        let connection = endpoint.connect(node.h3_addrs[0], "localhost").unwrap().await.unwrap();
+        let mut sender = h3_over(connection.clone()).await;
+        assert_eq!(send(&mut sender, "GET", "/a").await.0, 200);
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), node.shutdown())
+            .await
+            .expect("the drain did not wait for idle clients");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let closed = tokio::time::timeout(Duration::from_secs(5), connection.closed()).await.expect("closed");
+        assert!(matches!(closed, quinn::ConnectionError::ApplicationClosed(_)), "{closed:?}");
+        let _ = std::fs::remove_dir_all(&certs.dir);
+    })
+    .await
+}
