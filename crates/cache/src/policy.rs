@@ -32,6 +32,9 @@ pub enum NoStoreReason {
     TooLarge,
     /// The body ended before its announced length, or with an error.
     Truncated,
+    /// The node's budget for bodies in flight was full: the body streamed
+    /// through without being stored.
+    BufferBudget,
 }
 
 impl NoStoreReason {
@@ -46,6 +49,7 @@ impl NoStoreReason {
             NoStoreReason::NoFreshness => "no-freshness",
             NoStoreReason::TooLarge => "too-large",
             NoStoreReason::Truncated => "truncated",
+            NoStoreReason::BufferBudget => "buffer-budget",
         }
     }
 }

@@ -9,9 +9,13 @@
 //!
 //! While a body may still be stored, the fill keeps every chunk (it needs
 //! them to store the object, and late joiners start from byte 0). Once it
-//! knows the body will not be stored because it is larger than the maximum
-//! object size, it leaves the in-flight map, keeps only what its slowest
-//! reader has not read yet, and waits for readers instead of buffering ahead.
+//! knows the body will not be stored (larger than the maximum object size,
+//! or no room left in the node's [`FillBudget`]), it leaves the in-flight
+//! map, keeps only what its slowest reader has not read yet, and waits for
+//! readers (and for room in the budget) instead of buffering ahead. Every
+//! chunk a fill holds is counted in the budget; once the body is stored,
+//! the chunks are swapped for slices of the stored copy, so a slow reader
+//! of a stored object holds no second copy.
 //!
 //! A body that ends early (origin closed, fewer bytes than Content-Length,
 //! stalled past the idle timeout) is never stored, and every reader gets an
@@ -33,11 +37,12 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
+use crate::budget::FillBudget;
 use crate::upstream::{BoxError, Fetch, Upstream, UpstreamBody, UpstreamError};
 
-/// How many chunks a fill that does not store its body may run ahead of its
-/// slowest reader (about 1 MiB with hyper's usual chunk sizes).
-const MAX_CHUNKS_AHEAD: usize = 64;
+/// How far a fill that does not store its body may run ahead of its
+/// slowest reader, in bytes (it always may hold one chunk).
+const MAX_BYTES_AHEAD: u64 = 512 * 1024;
 
 /// What a fill learned from the origin, shared by all its readers.
 #[derive(Clone)]
@@ -64,27 +69,41 @@ pub(crate) struct ResponseHead {
     pub shareable: bool,
 }
 
+/// One reader of a fill: the next chunk it reads, and its waker (one per
+/// reader, replaced on every poll, so spurious polls cannot grow a list).
+struct Reader {
+    position: usize,
+    waker: Option<Waker>,
+}
+
 #[derive(Default)]
 struct State {
     head: Option<FillHead>,
     /// Chunks from index `base` on; earlier ones were dropped.
     chunks: Vec<Bytes>,
     base: usize,
+    /// Bytes of `chunks` counted in the fill budget.
+    counted: u64,
     /// `Some(Ok)` when the body ended completely, `Some(Err)` when it broke.
     end: Option<Result<(), String>>,
     /// False once the body is known not to be stored.
     retain: bool,
-    /// Next chunk index of each reader.
-    readers: HashMap<u64, usize>,
+    readers: HashMap<u64, Reader>,
     next_reader: u64,
-    wakers: Vec<Waker>,
 }
 
 impl State {
     fn wake_readers(&mut self) {
-        for waker in self.wakers.drain(..) {
-            waker.wake();
+        for reader in self.readers.values_mut() {
+            if let Some(waker) = reader.waker.take() {
+                waker.wake();
+            }
         }
+    }
+
+    /// The position of the slowest reader (the end when there is none).
+    fn slowest(&self) -> usize {
+        self.readers.values().map(|r| r.position).min().unwrap_or(self.base + self.chunks.len())
     }
 }
 
@@ -92,11 +111,23 @@ pub(crate) struct Fill {
     state: Mutex<State>,
     /// Wakes the fill task when a reader advances or leaves.
     progress: Notify,
+    budget: Arc<FillBudget>,
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        let counted = self.lock().counted;
+        self.budget.release(counted);
+    }
 }
 
 impl Fill {
-    fn new() -> Arc<Fill> {
-        Arc::new(Fill { state: Mutex::new(State { retain: true, ..State::default() }), progress: Notify::new() })
+    fn new(budget: &Arc<FillBudget>) -> Arc<Fill> {
+        Arc::new(Fill {
+            state: Mutex::new(State { retain: true, ..State::default() }),
+            progress: Notify::new(),
+            budget: Arc::clone(budget),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -114,7 +145,7 @@ impl Fill {
         }
         let id = state.next_reader;
         state.next_reader += 1;
-        state.readers.insert(id, 0);
+        state.readers.insert(id, Reader { position: 0, waker: None });
         Some(FillReader { fill: Arc::clone(self), id, position: 0 })
     }
 
@@ -146,7 +177,9 @@ impl FillReader {
             match &state.head {
                 Some(head) => Poll::Ready(head.clone()),
                 None => {
-                    state.wakers.push(cx.waker().clone());
+                    if let Some(reader) = state.readers.get_mut(&self.id) {
+                        reader.waker = Some(cx.waker().clone());
+                    }
                     Poll::Pending
                 }
             }
@@ -182,7 +215,9 @@ impl Body for FillReader {
         if let Some(chunk) = state.chunks.get(this.position - state.base).cloned() {
             this.position += 1;
             let retain = state.retain;
-            state.readers.insert(this.id, this.position);
+            if let Some(reader) = state.readers.get_mut(&this.id) {
+                reader.position = this.position;
+            }
             drop(state);
             if !retain {
                 this.fill.progress.notify_one();
@@ -193,45 +228,76 @@ impl Body for FillReader {
             Some(Ok(())) => Poll::Ready(None),
             Some(Err(reason)) => Poll::Ready(Some(Err(Box::new(IncompleteBody(reason.clone()))))),
             None => {
-                state.wakers.push(cx.waker().clone());
+                if let Some(reader) = state.readers.get_mut(&this.id) {
+                    reader.waker = Some(cx.waker().clone());
+                }
                 Poll::Pending
             }
         }
     }
 }
 
-/// In-flight fills by coalescing key.
-#[derive(Default)]
+/// In-flight fills by coalescing key, within a node-wide count and budget.
 pub(crate) struct Inflight {
     fills: Mutex<HashMap<Key, Arc<Fill>>>,
+    budget: Arc<FillBudget>,
+    max_fills: usize,
+    /// New fills refused because `max_fills` were running.
+    shed: std::sync::atomic::AtomicU64,
 }
 
+/// No new fill: as many as the node allows are running.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TooManyFills;
+
 impl Inflight {
+    pub(crate) fn new(budget: Arc<FillBudget>, max_fills: usize) -> Inflight {
+        Inflight { fills: Mutex::default(), budget, max_fills, shed: Default::default() }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, Arc<Fill>>> {
         self.fills.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Joins the fill running for `key`, or starts one with `start`.
-    /// Returns the reader and whether this request leads the fill.
-    pub(crate) fn join_or_start(self: &Arc<Self>, key: Key, start: impl FnOnce() -> FillJob) -> (FillReader, bool) {
+    pub(crate) fn budget(&self) -> &Arc<FillBudget> {
+        &self.budget
+    }
+
+    /// New fills refused because the node ran as many as it allows.
+    pub(crate) fn shed(&self) -> u64 {
+        self.shed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Joins the fill running for `key`, or starts one with `start` unless
+    /// the node already runs its maximum of fills. Returns the reader and
+    /// whether this request leads the fill.
+    pub(crate) fn join_or_start(
+        self: &Arc<Self>,
+        key: Key,
+        start: impl FnOnce() -> FillJob,
+    ) -> Result<(FillReader, bool), TooManyFills> {
         let mut fills = self.lock();
         if let Some(reader) = fills.get(&key).and_then(|fill| fill.join()) {
-            return (reader, false);
+            return Ok((reader, false));
         }
-        let fill = Fill::new();
+        if fills.len() >= self.max_fills {
+            self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(TooManyFills);
+        }
+        let fill = Fill::new(&self.budget);
         // A new fill has no dropped chunks, so joining cannot fail.
         let reader = fill.join().expect("a new fill accepts readers");
         fills.insert(key, Arc::clone(&fill));
         drop(fills);
         let job = start();
         tokio::spawn(job.run(fill, Some((Arc::clone(self), key))));
-        (reader, true)
+        Ok((reader, true))
     }
 
     /// Starts a fill that nobody else joins (pass-through, or a follower
     /// that may not share the leader's response).
-    pub(crate) fn start_alone(job: FillJob) -> FillReader {
-        let fill = Fill::new();
+    pub(crate) fn start_alone(&self, job: FillJob) -> FillReader {
+        let fill = Fill::new(&self.budget);
         let reader = fill.join().expect("a new fill accepts readers");
         tokio::spawn(job.run(fill, None));
         reader
@@ -384,7 +450,7 @@ impl FillJob {
         let mut received: u64 = 0;
         let mut stored = false;
         let end = loop {
-            if !fill.lock().retain && !wait_for_readers(fill).await {
+            if !fill.lock().retain && !wait_for_room(fill).await {
                 // Nobody reads and nothing will be stored: stop fetching.
                 return;
             }
@@ -396,22 +462,38 @@ impl FillJob {
                     if chunk.is_empty() {
                         continue;
                     }
-                    received += chunk.len() as u64;
-                    if content_length.is_some_and(|len| received > len) {
+                    let len = chunk.len() as u64;
+                    received += len;
+                    if content_length.is_some_and(|announced| received > announced) {
                         break Err(format!(
                             "origin sent more than its Content-Length of {}",
                             content_length.unwrap_or(0)
                         ));
                     }
                     if storable.is_ok() {
-                        if received > max_object_size {
-                            storable = Err(NoStoreReason::TooLarge);
-                            fill.lock().retain = false;
-                            leave_map();
+                        let shed = if received > max_object_size {
+                            Some(NoStoreReason::TooLarge)
+                        } else if !fill.budget.try_take(len) {
+                            fill.budget.count_shed();
+                            Some(NoStoreReason::BufferBudget)
                         } else {
-                            hasher.update(&chunk);
+                            None
+                        };
+                        match shed {
+                            Some(reason) => {
+                                tracing::debug!(%url, reason = reason.as_str(), "body will not be stored");
+                                storable = Err(reason);
+                                fill.budget.take(len);
+                                fill.lock().retain = false;
+                                leave_map();
+                            }
+                            None => hasher.update(&chunk),
                         }
+                    } else {
+                        // Room was waited for: a fill may hold one chunk more.
+                        fill.budget.take(len);
                     }
+                    fill.lock().counted += len;
                     if content_length == Some(received)
                         && let Ok(verdict) = storable.clone()
                     {
@@ -430,13 +512,18 @@ impl FillJob {
                             hasher.finish(),
                             received,
                         );
-                        persist(&store, &disk, primary, &request_headers, meta, body);
+                        persist(&store, &disk, primary, &request_headers, meta, body.clone());
                         stored = true;
+                        let mut state = fill.lock();
+                        state.chunks.push(chunk);
+                        hand_over_to_store(&mut state, &body, &fill.budget);
+                        state.wake_readers();
+                        continue;
                     }
                     let mut state = fill.lock();
                     state.chunks.push(chunk);
                     if !state.retain {
-                        drop_consumed_chunks(&mut state);
+                        drop_consumed_chunks(&mut state, &fill.budget);
                     }
                     state.wake_readers();
                 }
@@ -451,10 +538,26 @@ impl FillJob {
         } else if let (Ok(storable), false) = (storable, stored) {
             let body = concat(&fill.lock().chunks, received);
             let meta = Meta::new(url, parts.status, headers, storable, exchange, hasher.finish(), received);
-            persist(&store, &disk, primary, &request_headers, meta, body);
+            persist(&store, &disk, primary, &request_headers, meta, body.clone());
+            hand_over_to_store(&mut fill.lock(), &body, &fill.budget);
         }
         fill.finish(end);
     }
+}
+
+/// Once the body is stored, the chunks readers still have to read become
+/// slices of the stored copy: the origin's read buffers are freed, and the
+/// bytes leave the fill budget (the memory tier accounts for them).
+fn hand_over_to_store(state: &mut State, body: &Bytes, budget: &FillBudget) {
+    // A stored body was retained whole, so no chunk was dropped (base 0).
+    let mut offset = 0;
+    for chunk in state.chunks.iter_mut() {
+        let end = (offset + chunk.len()).min(body.len());
+        *chunk = body.slice(offset..end);
+        offset = end;
+    }
+    budget.release(state.counted);
+    state.counted = 0;
 }
 
 /// Stores a complete body: in memory at once, on disk behind it.
@@ -472,31 +575,40 @@ fn on_disk(disk: Option<Arc<DiskTier>>, write: impl FnOnce(&DiskTier) + Send + '
     }
 }
 
-/// Waits until the slowest reader is close enough to the newest chunk.
+/// Waits until the slowest reader is close enough to the newest chunk and
+/// the fill budget has room (a fill holding nothing may always go on).
 /// Returns false when no reader is left.
-async fn wait_for_readers(fill: &Fill) -> bool {
+async fn wait_for_room(fill: &Fill) -> bool {
     loop {
+        let progress = fill.progress.notified();
+        let released = fill.budget.released();
         {
             let mut state = fill.lock();
             if state.readers.is_empty() {
                 return false;
             }
-            drop_consumed_chunks(&mut state);
-            if state.chunks.len() < MAX_CHUNKS_AHEAD {
+            drop_consumed_chunks(&mut state, &fill.budget);
+            if state.chunks.is_empty() || (state.counted < MAX_BYTES_AHEAD && fill.budget.has_room()) {
                 return true;
             }
         }
-        fill.progress.notified().await;
+        tokio::select! {
+            () = progress => {}
+            () = released => {}
+        }
     }
 }
 
-/// Drops the chunks every reader has read (only once nothing is stored).
-fn drop_consumed_chunks(state: &mut State) {
-    let slowest = state.readers.values().copied().min().unwrap_or(state.base + state.chunks.len());
-    let consumed = slowest.saturating_sub(state.base).min(state.chunks.len());
+/// Drops the chunks every reader has read (only once nothing is stored),
+/// and gives their bytes back to the budget.
+fn drop_consumed_chunks(state: &mut State, budget: &FillBudget) {
+    let consumed = state.slowest().saturating_sub(state.base).min(state.chunks.len());
     if consumed > 0 {
-        state.chunks.drain(..consumed);
+        let bytes: u64 = state.chunks.drain(..consumed).map(|c| c.len() as u64).sum();
         state.base += consumed;
+        let bytes = bytes.min(state.counted);
+        state.counted -= bytes;
+        budget.release(bytes);
     }
 }
 

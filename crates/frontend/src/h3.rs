@@ -77,6 +77,9 @@ pub struct H3Config {
     /// Time a client has, once it opened a request stream, to send the
     /// request's header section.
     pub header_read_timeout: Duration,
+    /// A response write that makes no progress for this long (the client
+    /// gives no flow-control credit) cancels the stream.
+    pub send_timeout: Duration,
     /// Open QUIC connections, in all and per client address.
     pub limits: ConnectionLimits,
     pub address_validation: AddressValidation,
@@ -102,6 +105,7 @@ impl Default for H3Config {
             drain_timeout: crate::server::DEFAULT_DRAIN_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             header_read_timeout: crate::server::DEFAULT_HEADER_READ_TIMEOUT,
+            send_timeout: crate::server::DEFAULT_SEND_TIMEOUT,
             limits: ConnectionLimits { max: DEFAULT_MAX_CONNECTIONS, max_per_client: 0 },
             address_validation: AddressValidation::Auto { above_handshakes: DEFAULT_RETRY_ABOVE_HANDSHAKES },
         }
@@ -119,6 +123,7 @@ pub struct QuicStats {
     handshake_timeouts: AtomicU64,
     handshake_failures: AtomicU64,
     header_timeouts: AtomicU64,
+    send_timeouts: AtomicU64,
 }
 
 /// A snapshot of [`QuicStats`].
@@ -130,6 +135,7 @@ pub struct QuicCounts {
     pub handshake_timeouts: u64,
     pub handshake_failures: u64,
     pub header_timeouts: u64,
+    pub send_timeouts: u64,
 }
 
 impl QuicStats {
@@ -142,6 +148,7 @@ impl QuicStats {
             handshake_timeouts: AtomicU64::new(0),
             handshake_failures: AtomicU64::new(0),
             header_timeouts: AtomicU64::new(0),
+            send_timeouts: AtomicU64::new(0),
         })
     }
 
@@ -153,6 +160,7 @@ impl QuicStats {
             handshake_timeouts: self.handshake_timeouts.load(Ordering::Relaxed),
             handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
             header_timeouts: self.header_timeouts.load(Ordering::Relaxed),
+            send_timeouts: self.send_timeouts.load(Ordering::Relaxed),
         }
     }
 }
@@ -435,7 +443,7 @@ fn request(
     stats: &Arc<QuicStats>,
 ) -> impl Future<Output = ()> + use<> {
     let (handler, early, stats) = (Arc::clone(handler), Arc::clone(early), Arc::clone(stats));
-    let header_read_timeout = config.header_read_timeout;
+    let (header_read_timeout, send_timeout) = (config.header_read_timeout, config.send_timeout);
     async move {
         let _in_flight = Gauge::up(&stats.requests);
         let (request, stream) = match tokio::time::timeout(header_read_timeout, resolver.resolve_request()).await {
@@ -450,11 +458,18 @@ fn request(
             }
         };
         let early_data = early.take(stream.id());
-        respond(request, stream, &handler, early_data).await;
+        respond(request, stream, &handler, early_data, send_timeout, &stats).await;
     }
 }
 
-async fn respond(request: Request<()>, stream: Stream, handler: &Handler, early_data: bool) {
+async fn respond(
+    request: Request<()>,
+    stream: Stream,
+    handler: &Handler,
+    early_data: bool,
+    send_timeout: Duration,
+    stats: &QuicStats,
+) {
     let (mut send, recv) = stream.split();
     let is_head = request.method() == Method::HEAD;
     let (mut parts, ()) = request.into_parts();
@@ -478,10 +493,16 @@ async fn respond(request: Request<()>, stream: Stream, handler: &Handler, early_
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(frame) => {
-                    if let Ok(data) = frame.into_data()
-                        && send.send_data(data).await.is_err()
-                    {
-                        return;
+                    let Ok(data) = frame.into_data() else { continue };
+                    match tokio::time::timeout(send_timeout, send.send_data(data)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            // The client gives no flow-control credit: let go.
+                            stats.send_timeouts.fetch_add(1, Ordering::Relaxed);
+                            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+                            return;
+                        }
                     }
                 }
                 Err(error) => {

@@ -189,12 +189,21 @@ pub struct HandlerConfig {
     pub max_headers: usize,
     /// Methods relayed to the origin uncached; all others but GET and HEAD get 405.
     pub pass_methods: Vec<Method>,
+    /// Body bytes all fills in progress may hold (read at start; a reload
+    /// does not change it).
+    pub fill_buffer_size: u64,
+    /// Origin fills in progress at most; beyond, a miss gets 503 (or its
+    /// stale copy). Read at start.
+    pub max_concurrent_fills: usize,
 }
 
 pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_URI_LEN: usize = 8 * 1024;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Enough for a few large objects in flight at once, or many small ones.
+pub const DEFAULT_FILL_BUFFER_SIZE: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_CONCURRENT_FILLS: usize = 1024;
 
 impl Default for HandlerConfig {
     fn default() -> Self {
@@ -207,6 +216,8 @@ impl Default for HandlerConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_headers: DEFAULT_MAX_HEADERS,
             pass_methods: Vec::new(),
+            fill_buffer_size: DEFAULT_FILL_BUFFER_SIZE,
+            max_concurrent_fills: DEFAULT_MAX_CONCURRENT_FILLS,
         }
     }
 }
@@ -251,11 +262,13 @@ pub struct Handler {
 
 impl Handler {
     pub fn new(config: HandlerConfig, store: Store, sites: Vec<Site>) -> Handler {
+        let budget = Arc::new(crate::budget::FillBudget::new(config.fill_buffer_size));
+        let inflight = Arc::new(Inflight::new(budget, config.max_concurrent_fills.max(1)));
         Handler {
             routing: std::sync::RwLock::new(Arc::new(Routing { config, sites })),
             store,
             disk: None,
-            inflight: Arc::default(),
+            inflight,
             results: Default::default(),
             requests: Default::default(),
             response_bytes: AtomicU64::new(0),
@@ -348,6 +361,16 @@ impl Handler {
     /// Origin fills in flight, and the client requests reading them.
     pub fn fills_in_flight(&self) -> (usize, usize) {
         self.inflight.load()
+    }
+
+    /// The budget for body bytes held by fills (use, limit, shed bodies).
+    pub fn fill_budget(&self) -> &crate::budget::FillBudget {
+        self.inflight.budget()
+    }
+
+    /// Misses refused (503) because the node ran its maximum of fills.
+    pub fn fills_shed(&self) -> u64 {
+        self.inflight.shed()
     }
 
     /// Answers one request. Never fails: every problem becomes a response.
@@ -504,9 +527,10 @@ impl Handler {
             Lookup::Stale(hit) if hit.meta.within_stale_while_revalidate(now) => {
                 // Serve the stale copy now; one background refresh per key.
                 let coalescing_key = primary.variant(&[header::ACCEPT_ENCODING], &request.headers);
-                let (reader, _) =
+                // Without room for another fill the refresh waits for a later request.
+                let refresh =
                     self.inflight.join_or_start(coalescing_key, || self.fill_job(&request, primary, Some(hit.clone())));
-                drop(reader);
+                drop(refresh);
                 respond_from_store(&request, hit, CacheResult::Stale, now)
             }
             Lookup::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
@@ -623,8 +647,20 @@ impl Handler {
     async fn fill(&self, request: &ClientRequest, primary: Key, stale: Option<Hit>) -> Response<ResponseBody> {
         // Coalesce on what reaches the origin: the key plus the coding asked for.
         let coalescing_key = primary.variant(&[header::ACCEPT_ENCODING], &request.headers);
-        let (mut reader, leader) =
-            self.inflight.join_or_start(coalescing_key, || self.fill_job(request, primary, stale.clone()));
+        let joined = self.inflight.join_or_start(coalescing_key, || self.fill_job(request, primary, stale.clone()));
+        let Ok((mut reader, leader)) = joined else {
+            // Shed: the node runs as many fills as it allows.
+            let now = SystemTime::now();
+            return match stale {
+                Some(hit) if hit.meta.usable_on_error(now, request.routing.config.max_stale_on_error) => {
+                    respond_from_store(request, hit, CacheResult::Stale, now)
+                }
+                _ => origin_failure(&UpstreamError {
+                    reason: "too many origin fetches in progress on this node".into(),
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                }),
+            };
+        };
         let mut head = reader.head().await;
         if let FillHead::Response(response) = &head
             && !response.shareable
@@ -632,7 +668,7 @@ impl Handler {
         {
             // Meant for one client (Set-Cookie, private): fetch our own.
             drop(reader);
-            reader = Inflight::start_alone(self.fill_job(request, primary, None));
+            reader = self.inflight.start_alone(self.fill_job(request, primary, None));
             head = reader.head().await;
         }
         let now = SystemTime::now();
@@ -660,7 +696,7 @@ impl Handler {
             content_type: request.headers.get(header::CONTENT_TYPE).cloned(),
             content_length: request.headers.get(header::CONTENT_LENGTH).cloned(),
         });
-        let reader = Inflight::start_alone(job);
+        let reader = self.inflight.start_alone(job);
         match reader.head().await {
             FillHead::Response(response) => respond_from_origin(&request, &response, reader, CacheResult::Pass),
             FillHead::Failed(error) | FillHead::Stale(_, error) => origin_failure(&error),

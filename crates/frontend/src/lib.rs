@@ -10,6 +10,7 @@
 //!   adapts holdfast-origin to it, tests use fakes.
 
 pub mod access;
+pub mod budget;
 mod conditional;
 pub mod connections;
 mod date;
@@ -18,10 +19,11 @@ pub mod h3;
 pub mod handler;
 mod range;
 pub mod server;
+mod stall;
 pub mod tls;
 pub mod upstream;
 
 pub use access::{AccessLog, AccessRecord};
 pub use handler::{CacheResult, EarlyData, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site};
-pub use server::{ServerConfig, TlsListener, serve_tcp, serve_tls};
+pub use server::{ServerConfig, TcpStats, TlsListener, serve_tcp, serve_tls};
 pub use upstream::{Fetch, Fetched, Upstream, UpstreamError};

@@ -19,7 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::connections::{ConnectionLimiter, ConnectionLimits, ConnectionPermit};
 use crate::handler::Handler;
+use crate::stall::SendTimeout;
 
 /// Connection-level settings.
 #[derive(Debug, Clone)]
@@ -35,6 +37,34 @@ pub struct ServerConfig {
     pub h2_max_header_list_size: u32,
     /// How long in-flight requests may take to finish at shutdown.
     pub drain_timeout: Duration,
+    /// A write to a client that makes no progress for this long closes the
+    /// connection (the client stopped reading).
+    pub send_timeout: Duration,
+}
+
+/// As nginx's and Varnish's idle send timeouts.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Open client connections over all TCP listeners. A connection costs a
+/// file descriptor and about 20 KiB (40 KiB with TLS) while idle.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// Counters of the TCP listeners of a node (node-wide limits).
+#[derive(Debug)]
+pub struct TcpStats {
+    /// Open connections and refusals, against `server.max_connections`.
+    pub connections: Arc<ConnectionLimiter>,
+    send_timeouts: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TcpStats {
+    pub fn new(limits: ConnectionLimits) -> Arc<TcpStats> {
+        Arc::new(TcpStats { connections: ConnectionLimiter::new(limits), send_timeouts: Arc::default() })
+    }
+
+    /// Connections closed because the client stopped reading.
+    pub fn send_timeouts(&self) -> u64 {
+        self.send_timeouts.load(Ordering::Relaxed)
+    }
 }
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +85,7 @@ impl Default for ServerConfig {
             h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             h2_max_header_list_size: crate::handler::DEFAULT_MAX_HEADER_BYTES as u32,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 }
@@ -95,9 +126,10 @@ pub async fn serve_tcp(
     listener: TcpListener,
     handler: Arc<Handler>,
     config: ServerConfig,
+    stats: Arc<TcpStats>,
     shutdown: watch::Receiver<bool>,
 ) {
-    serve(listener, handler, config, shutdown, None).await
+    serve(listener, handler, config, stats, shutdown, None).await
 }
 
 /// Serves HTTP/1.1 and HTTP/2 over TLS (ALPN) on `listener`.
@@ -105,10 +137,11 @@ pub async fn serve_tls(
     listener: TcpListener,
     handler: Arc<Handler>,
     config: ServerConfig,
+    stats: Arc<TcpStats>,
     shutdown: watch::Receiver<bool>,
     tls: TlsListener,
 ) {
-    serve(listener, handler, config, shutdown, Some(tls)).await
+    serve(listener, handler, config, stats, shutdown, Some(tls)).await
 }
 
 /// Connections accepted whose first request has not arrived yet. A drain
@@ -154,6 +187,7 @@ async fn serve(
     listener: TcpListener,
     handler: Arc<Handler>,
     config: ServerConfig,
+    stats: Arc<TcpStats>,
     mut shutdown: watch::Receiver<bool>,
     tls: Option<TlsListener>,
 ) {
@@ -173,12 +207,22 @@ async fn serve(
                         continue;
                     }
                 };
+                let permit = match stats.connections.admit(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        // Over the limit: close at once, before any TLS or HTTP work.
+                        tracing::debug!(%peer, reason = refusal.as_str(), "connection refused");
+                        drop(stream);
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
+                let stream = SendTimeout::new(stream, config.send_timeout, Arc::clone(&stats.send_timeouts));
                 let (handler, builder, watcher) = (Arc::clone(&handler), Arc::clone(&builder), graceful.watcher());
                 let first = FirstRequest::new(&unanswered);
                 match tls.clone() {
                     None => {
-                        tokio::spawn(serve_connection(stream, handler, builder, watcher, "http", None, peer, first));
+                        tokio::spawn(serve_connection(stream, handler, builder, watcher, "http", None, peer, first, permit));
                     }
                     Some(tls) => {
                         let handshake_timeout = config.header_read_timeout;
@@ -186,7 +230,8 @@ async fn serve(
                             let handshake = tokio::time::timeout(handshake_timeout, tls.acceptor.accept(stream)).await;
                             match handshake {
                                 Ok(Ok(stream)) => {
-                                    serve_connection(stream, handler, builder, watcher, "https", tls.alt_svc, peer, first)
+                                    let alt_svc = tls.alt_svc;
+                                    serve_connection(stream, handler, builder, watcher, "https", alt_svc, peer, first, permit)
                                         .await
                                 }
                                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
@@ -227,6 +272,7 @@ async fn serve_connection<S>(
     alt_svc: Option<HeaderValue>,
     peer: std::net::SocketAddr,
     first: Arc<FirstRequest>,
+    _permit: ConnectionPermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -68,6 +68,8 @@ pub struct Admin {
     pub reloader: Arc<crate::reload::Reloader>,
     /// QUIC connection counters, when HTTP/3 is on.
     pub quic: Option<Arc<holdfast_frontend::h3::QuicStats>>,
+    /// TCP connection counters.
+    pub tcp: Arc<holdfast_frontend::TcpStats>,
     pub started: Instant,
     /// The same moment as a Unix time, for the restart metric.
     pub started_unix: u64,
@@ -131,7 +133,7 @@ impl Admin {
                 *response.body_mut() = Full::new(Bytes::from(metrics::render(
                     &self.handler,
                     &self.reloader.origins(),
-                    self.quic.as_deref(),
+                    metrics::Listeners { tcp: &self.tcp, quic: self.quic.as_deref() },
                     self.started_unix,
                 )));
                 response.headers_mut().insert(

@@ -184,6 +184,13 @@ pub struct ServerSection {
     /// first listen address, in the temporary directory.
     pub control_socket: Option<PathBuf>,
     pub h2_max_concurrent_streams: u32,
+    /// Open client connections over all TCP listeners.
+    pub max_connections: usize,
+    /// Open client connections per client address (IPv6: per /64); 0: no limit.
+    pub max_connections_per_client: usize,
+    /// A write to a client that makes no progress for this long closes it.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
 }
 
 impl Default for ServerSection {
@@ -200,6 +207,9 @@ impl Default for ServerSection {
             shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
             control_socket: None,
             h2_max_concurrent_streams: defaults.h2_max_concurrent_streams,
+            max_connections: holdfast_frontend::server::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: 0,
+            send_timeout: defaults.send_timeout,
         }
     }
 }
@@ -236,6 +246,10 @@ pub struct CacheSection {
     pub disk_size: ByteSize,
     /// "never" (survives process kills) or "always" (survives power loss).
     pub fsync: String,
+    /// Body bytes all origin fills in progress may hold.
+    pub fill_buffer_size: ByteSize,
+    /// Origin fills in progress at most (a miss beyond gets 503 or its stale copy).
+    pub max_concurrent_fills: usize,
 }
 
 impl Default for CacheSection {
@@ -247,6 +261,8 @@ impl Default for CacheSection {
             dir: None,
             disk_size: DEFAULT_DISK_SIZE,
             fsync: "never".to_owned(),
+            fill_buffer_size: ByteSize::b(handler::DEFAULT_FILL_BUFFER_SIZE),
+            max_concurrent_fills: handler::DEFAULT_MAX_CONCURRENT_FILLS,
         }
     }
 }
@@ -314,6 +330,8 @@ pub struct OriginSection {
     pub health_check_interval: Duration,
     /// Cache-Control that `dir:` origins send.
     pub directory_cache_control: String,
+    /// Requests in progress per origin (connections for HTTP/1.1).
+    pub max_connections: usize,
 }
 
 impl Default for OriginSection {
@@ -338,6 +356,7 @@ impl Default for OriginSection {
             health_check_path: health.check_path.unwrap_or_default(),
             health_check_interval: health.check_interval,
             directory_cache_control: holdfast_origin::directory::DEFAULT_CACHE_CONTROL.to_owned(),
+            max_connections: holdfast_origin::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -411,6 +430,8 @@ pub struct NodeConfig {
     pub listen: Vec<SocketAddr>,
     pub handler: HandlerConfig,
     pub server: ServerConfig,
+    /// Open client connections over all TCP listeners.
+    pub connection_limits: ConnectionLimits,
     pub store: StoreConfig,
     /// Sites in the order they were written; the default site last.
     pub sites: Vec<SiteConfig>,
@@ -572,6 +593,12 @@ impl NodeConfig {
                 Ok(method)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if file.server.max_connections == 0 || file.server.send_timeout.is_zero() {
+            bail!("{source}: server.max_connections and server.send_timeout must be above zero");
+        }
+        if file.cache.max_concurrent_fills == 0 || file.cache.fill_buffer_size.as_u64() < 64 * 1024 {
+            bail!("{source}: cache.max_concurrent_fills must be at least 1 and cache.fill_buffer_size at least 64KiB");
+        }
         if file.cache.memory_size.as_u64() < 1024 * 1024 {
             bail!("{source}: cache.memory_size = {} is below the 1 MiB minimum", file.cache.memory_size);
         }
@@ -625,6 +652,7 @@ impl NodeConfig {
                 drain_timeout: file.server.drain_timeout,
                 handshake_timeout: file.tls.h3_handshake_timeout,
                 header_read_timeout: file.server.header_read_timeout,
+                send_timeout: file.server.send_timeout,
                 limits: ConnectionLimits {
                     max: file.tls.h3_max_connections,
                     max_per_client: file.tls.h3_max_connections_per_client,
@@ -671,6 +699,8 @@ impl NodeConfig {
                 max_header_bytes,
                 max_headers: file.limits.max_headers,
                 pass_methods,
+                fill_buffer_size: file.cache.fill_buffer_size.as_u64(),
+                max_concurrent_fills: file.cache.max_concurrent_fills,
             },
             server: ServerConfig {
                 header_read_timeout: file.server.header_read_timeout,
@@ -679,6 +709,11 @@ impl NodeConfig {
                 h2_max_concurrent_streams: file.server.h2_max_concurrent_streams,
                 h2_max_header_list_size: max_header_bytes as u32,
                 drain_timeout: file.server.drain_timeout,
+                send_timeout: file.server.send_timeout,
+            },
+            connection_limits: ConnectionLimits {
+                max: file.server.max_connections,
+                max_per_client: file.server.max_connections_per_client,
             },
             store: StoreConfig { memory_size: file.cache.memory_size.as_u64() },
             sites,
@@ -742,6 +777,9 @@ fn origin_config(section: &OriginSection, base: &Path, source: &str, key: &str) 
     if section.failure_threshold == 0 {
         bail!("{source}: {key}.failure_threshold must be at least 1");
     }
+    if section.max_connections == 0 {
+        bail!("{source}: {key}.max_connections must be at least 1");
+    }
     if section.health_check_interval.is_zero() {
         bail!("{source}: {key}.health_check_interval must be above zero");
     }
@@ -776,6 +814,7 @@ fn origin_config(section: &OriginSection, base: &Path, source: &str, key: &str) 
     origin.connect_timeout = section.connect_timeout;
     origin.header_timeout = section.header_timeout;
     origin.body_idle_timeout = section.body_idle_timeout;
+    origin.max_connections = section.max_connections;
     origin.retry = RetryPolicy {
         hold_budget: section.hold_budget,
         base_backoff: section.retry_base_backoff,

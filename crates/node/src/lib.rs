@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use holdfast_cache::{DiskTier, Store};
+use holdfast_frontend::connections::ConnectionLimits;
 use holdfast_frontend::h3::QuicStats;
 use holdfast_frontend::tls::CertResolver;
-use holdfast_frontend::{Handler, TlsListener, serve_tcp, serve_tls};
+use holdfast_frontend::{Handler, TcpStats, TlsListener, serve_tcp, serve_tls};
 use holdfast_origin::{Client, RetryBudget};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -55,6 +56,8 @@ pub struct RunningNode {
     pub h3_addrs: Vec<SocketAddr>,
     /// QUIC connection counters, when HTTP/3 is on.
     pub quic: Option<Arc<QuicStats>>,
+    /// TCP connection counters (all public TCP listeners).
+    pub tcp: Arc<TcpStats>,
     /// The UDP sockets behind the HTTP/3 endpoints (kept for handover).
     _udp_sockets: Vec<std::net::UdpSocket>,
 }
@@ -109,6 +112,7 @@ impl RunningNode {
             takeover.as_mut().and_then(|t| t.claim(kind, *addr))
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let tcp = TcpStats::new(fd_bounded(config.connection_limits));
         let mut listeners = JoinSet::new();
         let mut local_addrs = Vec::new();
         let mut shared = Vec::new();
@@ -118,7 +122,13 @@ impl RunningNode {
             tracing::info!(listen = %local, "serving HTTP/1.1 and h2c");
             local_addrs.push(local);
             shared.push((SocketKind::Tcp, local, listener.as_raw_fd()));
-            listeners.spawn(serve_tcp(listener, Arc::clone(&handler), config.server.clone(), shutdown_rx.clone()));
+            listeners.spawn(serve_tcp(
+                listener,
+                Arc::clone(&handler),
+                config.server.clone(),
+                Arc::clone(&tcp),
+                shutdown_rx.clone(),
+            ));
         }
         let (mut tls_addrs, mut h3_addrs, mut certificates) = (Vec::new(), Vec::new(), None);
         let quic = config.tls.as_ref().and_then(|tls| tls.h3.as_ref()).map(|h3| QuicStats::new(h3.limits));
@@ -167,6 +177,7 @@ impl RunningNode {
                     listener,
                     Arc::clone(&handler),
                     config.server.clone(),
+                    Arc::clone(&tcp),
                     shutdown_rx.clone(),
                     tls_listener,
                 ));
@@ -195,6 +206,7 @@ impl RunningNode {
                     handler: Arc::clone(&handler),
                     reloader: Arc::clone(&reloader),
                     quic: quic.clone(),
+                    tcp: Arc::clone(&tcp),
                     started: std::time::Instant::now(),
                     started_unix: std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
@@ -242,6 +254,7 @@ impl RunningNode {
             tls_addrs,
             h3_addrs,
             quic,
+            tcp,
             _udp_sockets: udp_sockets,
         })
     }
@@ -310,6 +323,30 @@ impl RunningNode {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// File descriptors kept for everything but client connections: origin
+/// connections, disk reads, the admin listener, logs.
+const RESERVED_FDS: u64 = 1024;
+
+/// The connection limits, lowered if the process may not open that many
+/// files. The soft file limit is raised to the hard one first (as Go and
+/// nginx's worker_rlimit_nofile do), so the default limits fit where the
+/// system allows them.
+fn fd_bounded(limits: ConnectionLimits) -> ConnectionLimits {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return limits };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() { hard } else { soft };
+    let room = usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX).max(16);
+    if limits.max > room {
+        tracing::warn!(
+            configured = limits.max,
+            allowed = room,
+            "server.max_connections is above what the file limit allows; using the lower value"
+        );
+        return ConnectionLimits { max: room, ..limits };
+    }
+    limits
 }
 
 /// A TCP listener: the one handed over by the old node, or a new one.

@@ -2,8 +2,8 @@
 //! by prometheus-client. Values are read from the live counters at scrape
 //! time, so nothing is counted twice.
 
-use holdfast_frontend::Handler;
 use holdfast_frontend::h3::QuicStats;
+use holdfast_frontend::{Handler, TcpStats};
 use holdfast_origin::Client;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -55,7 +55,13 @@ fn i64_of(value: u64) -> i64 {
 
 /// Renders every metric of the node. `started` is the process start as a
 /// Unix time: restarts show as changes of `holdfast_start_time_seconds`.
-pub fn render(handler: &Handler, origins: &[(String, Client)], quic: Option<&QuicStats>, started: u64) -> String {
+/// The listeners' counters.
+pub struct Listeners<'a> {
+    pub tcp: &'a TcpStats,
+    pub quic: Option<&'a QuicStats>,
+}
+
+pub fn render(handler: &Handler, origins: &[(String, Client)], listeners: Listeners<'_>, started: u64) -> String {
     let mut registry = Registry::with_prefix("holdfast");
     gauge_family(&mut registry, "start_time_seconds", "Unix time the node started", vec![(vec![], i64_of(started))]);
     let (requests, bytes) = handler.request_counts();
@@ -161,6 +167,12 @@ pub fn render(handler: &Handler, origins: &[(String, Client)], quic: Option<&Qui
     counter_family(&mut registry, "origin_ejections", "Origins ejected by passive health", per_site(&|s| s.ejections));
     counter_family(
         &mut registry,
+        "origin_busy",
+        "Origin attempts that found every connection to the origin in use (origin.max_connections)",
+        per_site(&|s| s.busy),
+    );
+    counter_family(
+        &mut registry,
         "origin_hold_seconds",
         "Time requests spent waiting on origins",
         per_site(&|s| s.hold_time_ms / 1000),
@@ -173,6 +185,18 @@ pub fn render(handler: &Handler, origins: &[(String, Client)], quic: Option<&Qui
         }
     }
     gauge_family(&mut registry, "origin_up", "1 while an origin's circuit breaker is closed", up);
+    let mut in_use = Vec::new();
+    for (site, client) in origins {
+        for member in client.members() {
+            in_use.push((vec![("site", site.clone()), ("origin", member.origin)], member.in_use as i64));
+        }
+    }
+    gauge_family(
+        &mut registry,
+        "origin_connections_in_use",
+        "Requests in progress per origin (connections for HTTP/1.1), against origin.max_connections",
+        in_use,
+    );
     for (site, client) in origins {
         let (buckets, sum) = client.stats().latency.buckets();
         let count = buckets.iter().map(|(_, n)| n).sum();
@@ -183,7 +207,9 @@ pub fn render(handler: &Handler, origins: &[(String, Client)], quic: Option<&Qui
             histogram,
         );
     }
-    if let Some(quic) = quic {
+    budget_metrics(&mut registry, handler);
+    tcp_metrics(&mut registry, listeners.tcp);
+    if let Some(quic) = listeners.quic {
         quic_metrics(&mut registry, quic);
     }
     let mut text = String::new();
@@ -237,8 +263,68 @@ fn quic_metrics(registry: &mut Registry, quic: &QuicStats) {
     );
     counter_family(
         registry,
+        "h3_send_timeouts",
+        "HTTP/3 responses cancelled because the client gave no flow-control credit",
+        vec![(vec![], counts.send_timeouts)],
+    );
+    counter_family(
+        registry,
         "h3_request_header_timeouts",
         "HTTP/3 request streams that did not send their header section in time",
         vec![(vec![], counts.header_timeouts)],
+    );
+}
+
+/// The memory that fills in progress hold, and what was shed to stay within it.
+fn budget_metrics(registry: &mut Registry, handler: &Handler) {
+    let budget = handler.fill_budget();
+    gauge_family(
+        registry,
+        "fill_buffer_bytes",
+        "Body bytes held by origin fills in progress",
+        vec![(vec![], i64_of(budget.used()))],
+    );
+    gauge_family(
+        registry,
+        "fill_buffer_limit_bytes",
+        "Budget for body bytes held by fills (cache.fill_buffer_size)",
+        vec![(vec![], i64_of(budget.limit()))],
+    );
+    counter_family(
+        registry,
+        "fills_shed",
+        "Fills cut short to stay within budgets, by reason",
+        vec![
+            (vec![("reason", "buffer-budget".to_owned())], budget.shed()),
+            (vec![("reason", "max-fills".to_owned())], handler.fills_shed()),
+        ],
+    );
+}
+
+/// TCP client connections against their limit, and those cut off.
+fn tcp_metrics(registry: &mut Registry, tcp: &TcpStats) {
+    let counts = tcp.connections.counts();
+    gauge_family(registry, "tcp_connections", "Open client TCP connections", vec![(vec![], counts.open as i64)]);
+    gauge_family(
+        registry,
+        "tcp_connections_limit",
+        "Most client TCP connections kept open (server.max_connections)",
+        vec![(vec![], tcp.connections.limits().max as i64)],
+    );
+    counter_family(
+        registry,
+        "tcp_connections_accepted",
+        "Client TCP connections admitted",
+        vec![(vec![], counts.accepted)],
+    );
+    counter_family(
+        registry,
+        "tcp_connections_shed",
+        "Client TCP connections closed by the node, by reason",
+        vec![
+            (vec![("reason", "limit".to_owned())], counts.refused_total),
+            (vec![("reason", "per-client-limit".to_owned())], counts.refused_per_client),
+            (vec![("reason", "send-timeout".to_owned())], tcp.send_timeouts()),
+        ],
     );
 }

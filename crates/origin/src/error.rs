@@ -27,6 +27,8 @@ pub enum OriginErrorKind {
     BadRequest(String),
     #[error("i/o error: {0}")]
     Io(String),
+    #[error("all {0} connections to it are in use")]
+    Busy(usize),
 }
 
 impl OriginErrorKind {
@@ -40,9 +42,10 @@ impl OriginErrorKind {
             OriginErrorKind::Status(status) if *status == StatusCode::SERVICE_UNAVAILABLE => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            OriginErrorKind::NoHealthyOrigin | OriginErrorKind::NoOrigin | OriginErrorKind::Connect(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            OriginErrorKind::NoHealthyOrigin
+            | OriginErrorKind::NoOrigin
+            | OriginErrorKind::Connect(_)
+            | OriginErrorKind::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         }
     }

@@ -51,6 +51,10 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 64;
+/// Requests in progress per origin (HTTP/1.1: connections; HTTP/2:
+/// streams). Beyond, requests wait within their hold budget: a flood of
+/// misses cannot open unbounded connections to the origin.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// Where an origin is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +143,8 @@ pub struct OriginConfig {
     pub body_idle_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    /// Requests in progress per origin member at most.
+    pub max_connections: usize,
     pub retry: RetryPolicy,
     pub health: HealthConfig,
     /// Trusted roots for https origins besides the bundled web PKI roots
@@ -158,6 +164,7 @@ impl OriginConfig {
             body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             retry: RetryPolicy::default(),
             health: HealthConfig::default(),
             extra_roots: Vec::new(),
@@ -244,6 +251,8 @@ struct Target {
     weight: u32,
     fallback: bool,
     health: Health,
+    /// One permit per request in progress (`max_connections`).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Statuses that mean "this origin cannot answer now": retried for GET and
@@ -286,6 +295,7 @@ impl Client {
                 weight,
                 fallback,
                 health: Health::new(),
+                slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1))),
             })
             .collect();
         Client { inner: Arc::new(Inner { config, http, targets, budget, stats: OriginStats::default() }) }
@@ -306,6 +316,7 @@ impl Client {
             .iter()
             .map(|t| MemberStatus {
                 origin: t.label.clone(),
+                in_use: self.inner.config.max_connections.max(1).saturating_sub(t.slots.available_permits()),
                 fallback: t.fallback,
                 breaker: t.health.breaker(),
                 consecutive_failures: t.health.consecutive_failures(),
@@ -398,11 +409,31 @@ impl Client {
             attempts += 1;
             tried[index] = true;
             let target = &inner.targets[index];
+            let permit = match &target.endpoint {
+                Endpoint::Directory { .. } => None,
+                Endpoint::Http { .. } => match inner.slot(target, deadline).await {
+                    Some(permit) => Some(permit),
+                    None => {
+                        // Busy, not broken: no health penalty.
+                        if trial {
+                            target.health.release_trial();
+                        }
+                        inner.stats.busy.inc();
+                        let busy = OriginErrorKind::Busy(inner.config.max_connections);
+                        last_error = Some(OriginError::new(busy, target.label.clone()));
+                        if tried.iter().all(|t| *t) {
+                            break Err(last_error.take());
+                        }
+                        continue;
+                    }
+                },
+            };
             let attempt_started = Instant::now();
             let outcome = match &target.endpoint {
                 Endpoint::Directory { root, cache_control } => directory::serve(root, cache_control, &request).await,
                 Endpoint::Http { authority, tls } => inner.send_http(authority, *tls, &mut request).await,
             };
+            let outcome = outcome.map(|response| response.map(|body| HoldingSlot { body, _slot: permit }.boxed()));
             match outcome {
                 Ok(response) if retryable_method && status_is_retryable(response.status()) => {
                     let status = response.status();
@@ -448,7 +479,41 @@ enum Choice {
     WaitUntil(Instant),
 }
 
+/// A response body that keeps its origin connection slot until it ends.
+struct HoldingSlot {
+    body: OriginBody,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl http_body::Body for HoldingSlot {
+    type Data = Bytes;
+    type Error = OriginError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, OriginError>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 impl Inner {
+    /// A connection slot on `target`, waiting for one until `deadline`.
+    async fn slot(&self, target: &Target, deadline: Instant) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&target.slots).try_acquire_owned() {
+            return Some(permit);
+        }
+        tokio::time::timeout_at(deadline, Arc::clone(&target.slots).acquire_owned()).await.ok()?.ok()
+    }
+
     fn group_label(&self) -> String {
         self.targets.iter().map(|t| t.label.as_str()).collect::<Vec<_>>().join(", ")
     }

@@ -68,6 +68,9 @@ pub struct OriginStats {
     pub ejections: Counter,
     /// Total time requests spent in the group, including holds.
     pub hold_time_ms: Counter,
+    /// Attempts that found every connection to an origin in use
+    /// (`max_connections`) until their budget ran out.
+    pub busy: Counter,
 }
 
 /// A copy of the counters at one moment.
@@ -80,6 +83,7 @@ pub struct OriginStatsSnapshot {
     pub holds: u64,
     pub ejections: u64,
     pub hold_time_ms: u64,
+    pub busy: u64,
 }
 
 impl OriginStats {
@@ -92,6 +96,7 @@ impl OriginStats {
             holds: self.holds.get(),
             ejections: self.ejections.get(),
             hold_time_ms: self.hold_time_ms.get(),
+            busy: self.busy.get(),
         }
     }
 }
@@ -100,6 +105,8 @@ impl OriginStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberStatus {
     pub origin: String,
+    /// Requests to it in progress (each holds a connection or an h2 stream).
+    pub in_use: usize,
     pub fallback: bool,
     pub breaker: BreakerState,
     pub consecutive_failures: u32,
