@@ -12,8 +12,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::control::ResponseDirectives;
 use crate::key::Digest;
+use crate::meta::Meta;
 use crate::policy;
-use crate::store::Meta;
 
 const META_MAGIC: &[u8; 4] = b"HFM1";
 const VARY_MAGIC: &[u8; 4] = b"HFV1";
@@ -153,7 +153,7 @@ impl Meta {
             status,
             vary: policy::vary_names(&headers).unwrap_or_default(),
             directives: ResponseDirectives::parse(&headers),
-            tags: crate::store::surrogate_tags(&headers),
+            tags: crate::meta::surrogate_tags(&headers),
             headers,
             freshness_lifetime,
             corrected_initial_age,

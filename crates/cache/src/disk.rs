@@ -32,7 +32,7 @@ use http::{HeaderMap, HeaderName};
 
 use crate::codec;
 use crate::key::{Digest, Key};
-use crate::store::Meta;
+use crate::meta::Meta;
 
 /// When written files are flushed to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

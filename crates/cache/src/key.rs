@@ -46,6 +46,14 @@ impl Key {
         Key(*hasher.finalize().as_bytes())
     }
 
+    /// The key a response is stored under: this primary key itself when the
+    /// response varies on nothing (the common case for assets: no Vary
+    /// record and no second hash), the variant key otherwise. The two can
+    /// never be equal: they are derived in different domains.
+    pub fn record(&self, vary: &[HeaderName], request: &HeaderMap) -> Key {
+        if vary.is_empty() { *self } else { self.variant(vary, request) }
+    }
+
     /// The raw bytes, for indexes that store keys.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -20,10 +20,12 @@ pub mod control;
 pub mod disk;
 pub mod encoding;
 pub mod key;
+pub mod meta;
 pub mod policy;
 pub mod store;
 
 pub use disk::{DiskConfig, DiskStats, DiskTier, FsyncPolicy};
 pub use key::{Digest, DigestBuilder, Key};
+pub use meta::Meta;
 pub use policy::{NoStoreReason, Storable};
-pub use store::{Hit, Lookup, Meta, Store, StoreConfig, StoreStats};
+pub use store::{Hit, Lookup, Store, StoreConfig, StoreStats};

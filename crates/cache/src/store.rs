@@ -1,29 +1,34 @@
-//! The store: metadata per variant key, bodies once per BLAKE3 digest.
+//! The memory tier: stored responses by record key, in one moka cache
+//! weighted by what each entry really costs, bodies kept once per BLAKE3
+//! digest.
 //!
-//! Three moka caches, all weighted by bytes:
-//! - `vary`: primary key -> the Vary header names of the stored response;
-//! - `meta`: variant key -> [`Meta`] (status, headers, freshness, digest);
-//! - `blobs`: digest -> body bytes, shared by every key whose body is equal.
+//! - A response without `Vary` is stored under its primary key.
+//! - A response with `Vary` leaves a Vary record (the header names) under
+//!   the primary key and is stored under its variant key ([`Key::record`]).
+//! - Every response record holds its body; records with equal bodies hold
+//!   the same one (a digest index finds it while any record holds it), so
+//!   the same bytes under many URLs are kept once. Each record is weighed
+//!   with its whole body, so the tier never holds more than `memory_size`
+//!   whatever is shared.
 //!
-//! A lookup whose metadata points at a blob that has been evicted is a miss,
-//! so eviction in one cache can never produce a wrong answer, only a refill.
+//! Metadata and body live and die together: the tier never keeps a body
+//! nobody can reach, nor metadata whose body is gone.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName};
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
-use crate::control::ResponseDirectives;
 use crate::key::{Digest, Key};
-use crate::policy::{self, Exchange, Storable};
+use crate::meta::{Meta, custom_name_len};
 
-/// Share of the memory budget given to metadata; bodies get the rest.
-const META_SHARE_DIVISOR: u64 = 16;
-/// Fixed per-entry cost added to the weight of metadata entries.
-const META_OVERHEAD: usize = 256;
+/// A Vary record's entry and names.
+const VARY_FIXED_COST: usize = 192;
 
 /// Memory-tier settings.
 #[derive(Debug, Clone)]
@@ -36,178 +41,6 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig { memory_size: 256 * 1024 * 1024 }
     }
-}
-
-/// What is stored about one response.
-#[derive(Debug, Clone)]
-pub struct Meta {
-    /// The request URL, kept for logs and (later) prefix purges.
-    pub url: String,
-    pub status: StatusCode,
-    /// Response headers as stored: hop-by-hop fields and `Age` removed.
-    pub headers: HeaderMap,
-    pub vary: Vec<HeaderName>,
-    pub directives: ResponseDirectives,
-    pub freshness_lifetime: Duration,
-    pub corrected_initial_age: Duration,
-    /// When the response head was received (the "response_time").
-    pub stored_at: SystemTime,
-    /// Surrogate keys from `Surrogate-Key` and `Cache-Tag`.
-    pub tags: Vec<String>,
-    pub digest: Digest,
-    pub size: u64,
-}
-
-impl Meta {
-    /// Builds the metadata of a complete response that policy allowed.
-    pub fn new(
-        url: String,
-        status: StatusCode,
-        mut headers: HeaderMap,
-        storable: Storable,
-        exchange: Exchange,
-        digest: Digest,
-        size: u64,
-    ) -> Meta {
-        policy::strip_hop_by_hop(&mut headers);
-        headers.remove(header::AGE);
-        let tags = surrogate_tags(&headers);
-        Meta {
-            url,
-            status,
-            headers,
-            vary: storable.vary,
-            directives: storable.directives,
-            freshness_lifetime: storable.freshness_lifetime,
-            corrected_initial_age: storable.corrected_initial_age,
-            stored_at: exchange.response_time,
-            tags,
-            digest,
-            size,
-        }
-    }
-
-    /// current_age (RFC 9111 §4.2.3) at `now`.
-    pub fn age(&self, now: SystemTime) -> Duration {
-        let resident = now.duration_since(self.stored_at).unwrap_or(Duration::ZERO);
-        self.corrected_initial_age + resident
-    }
-
-    /// Fresh means servable without asking the origin. `no-cache` responses
-    /// are never fresh: each use is revalidated.
-    pub fn is_fresh(&self, now: SystemTime) -> bool {
-        !self.directives.no_cache && self.age(now) < self.freshness_lifetime
-    }
-
-    /// The same response marked stale by a soft purge: no freshness left, no
-    /// stale-while-revalidate, so the next request revalidates and it is
-    /// served only if the origin fails.
-    pub fn soft_purged(&self) -> Meta {
-        let mut meta = self.clone();
-        meta.freshness_lifetime = Duration::ZERO;
-        meta.directives.stale_while_revalidate = None;
-        meta.directives.immutable = false;
-        meta
-    }
-
-    /// The URL without its scheme, lowercase host: what purges match on, so
-    /// one purge covers the http and https copies of an object.
-    pub fn purge_url(&self) -> &str {
-        self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest)
-    }
-
-    /// How long past its freshness lifetime the response is.
-    pub fn staleness(&self, now: SystemTime) -> Duration {
-        self.age(now).saturating_sub(self.freshness_lifetime)
-    }
-
-    /// May this stored response be served while the origin fails?
-    ///
-    /// RFC 9111 §4.2.4 allows it when the cache cannot reach the origin,
-    /// except for `must-revalidate`, `proxy-revalidate` and `no-cache`
-    /// responses; `stale-if-error` (RFC 5861) permits it explicitly within
-    /// its window. `max_stale` bounds the rest (`None`: as long as stored).
-    pub fn usable_on_error(&self, now: SystemTime, max_stale: Option<Duration>) -> bool {
-        let staleness = self.staleness(now);
-        if self.directives.stale_if_error.is_some_and(|window| staleness <= window) {
-            return true;
-        }
-        let d = &self.directives;
-        if d.must_revalidate || d.proxy_revalidate || d.no_cache {
-            return false;
-        }
-        max_stale.is_none_or(|max| staleness <= max)
-    }
-
-    /// Within `stale-while-revalidate`: serve it now, refresh in the background.
-    pub fn within_stale_while_revalidate(&self, now: SystemTime) -> bool {
-        !self.directives.no_cache
-            && self.directives.stale_while_revalidate.is_some_and(|window| self.staleness(now) <= window)
-    }
-
-    pub fn etag(&self) -> Option<&HeaderValue> {
-        self.headers.get(header::ETAG)
-    }
-
-    pub fn last_modified(&self) -> Option<&HeaderValue> {
-        self.headers.get(header::LAST_MODIFIED)
-    }
-
-    /// Applies a 304 from revalidation (RFC 9111 §4.3.4): the stored headers
-    /// are updated with the new ones, and the freshness clock restarts.
-    /// `storable` is the policy verdict on [`Meta::merged_headers`].
-    pub fn freshened(&self, not_modified: &HeaderMap, storable: Storable, exchange: Exchange) -> Meta {
-        let headers = self.merged_headers(not_modified);
-        let tags = surrogate_tags(&headers);
-        Meta {
-            headers,
-            directives: storable.directives,
-            freshness_lifetime: storable.freshness_lifetime,
-            corrected_initial_age: storable.corrected_initial_age,
-            stored_at: exchange.response_time,
-            tags,
-            ..self.clone()
-        }
-    }
-
-    /// The stored headers updated with those of a 304, as RFC 9111 §3.2
-    /// asks; fields that describe the body are kept from the stored response.
-    pub fn merged_headers(&self, not_modified: &HeaderMap) -> HeaderMap {
-        let mut headers = self.headers.clone();
-        let mut fresh = not_modified.clone();
-        policy::strip_hop_by_hop(&mut fresh);
-        for name in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::AGE] {
-            fresh.remove(name);
-        }
-        for name in fresh.keys() {
-            headers.remove(name);
-        }
-        for (name, value) in fresh.iter() {
-            headers.append(name.clone(), value.clone());
-        }
-        headers
-    }
-
-    fn weight(&self) -> u32 {
-        let headers: usize = self.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
-        let tags: usize = self.tags.iter().map(String::len).sum();
-        clamp_weight(META_OVERHEAD + self.url.len() + headers + tags)
-    }
-}
-
-pub(crate) fn surrogate_tags(headers: &HeaderMap) -> Vec<String> {
-    let mut tags = Vec::new();
-    let fields = [(HeaderName::from_static("surrogate-key"), ' '), (HeaderName::from_static("cache-tag"), ',')];
-    for (name, separator) in fields {
-        for value in headers.get_all(name) {
-            if let Ok(text) = value.to_str() {
-                tags.extend(text.split(separator).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned));
-            }
-        }
-    }
-    tags.sort();
-    tags.dedup();
-    tags
 }
 
 /// The weigher returns u32: bodies of 4 GiB or more are clamped.
@@ -235,64 +68,117 @@ pub enum Lookup {
 /// Object and byte counts, for stats and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreStats {
+    /// Records (stored responses and Vary records).
     pub objects: u64,
+    /// Distinct bodies held.
     pub blobs: u64,
     pub body_bytes: u64,
-    /// Bodies evicted to stay within the memory size.
+    /// Records evicted to stay within the memory size.
     pub evictions: u64,
+    /// What the tier's entries cost in memory, as weighed against
+    /// `memory_size` (bodies, metadata and their overheads).
+    pub memory_bytes: u64,
+    /// `memory_size`.
+    pub memory_limit: u64,
+}
+
+/// One entry of the memory tier.
+#[derive(Debug, Clone)]
+enum Record {
+    Response {
+        meta: Arc<Meta>,
+        body: Bytes,
+    },
+    /// Under a primary key: its response varies on these request headers.
+    Vary(Arc<[HeaderName]>),
+}
+
+impl Record {
+    fn weight(&self) -> u32 {
+        match self {
+            Record::Response { meta, body } => clamp_weight(meta.cost() + body.len()),
+            Record::Vary(names) => clamp_weight(VARY_FIXED_COST + names.iter().map(custom_name_len).sum::<usize>()),
+        }
+    }
+}
+
+/// Bodies by digest with the number of records that hold each, and their
+/// total size. Every record inserted takes a reference; moka reports every
+/// record that leaves (evicted, replaced, invalidated or refused at
+/// admission) exactly once, which gives it back.
+#[derive(Debug, Default)]
+struct Bodies {
+    by_digest: Mutex<HashMap<Digest, (Bytes, u32)>>,
+    bytes: AtomicU64,
+}
+
+impl Bodies {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, (Bytes, u32)>> {
+        self.by_digest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The body already held for `digest`, or `body` from now on; one more
+    /// record holds it.
+    fn share(&self, digest: Digest, body: Bytes) -> Bytes {
+        let mut bodies = self.lock();
+        let (held, records) = bodies.entry(digest).or_insert_with(|| {
+            self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+            (body, 0)
+        });
+        *records += 1;
+        held.clone()
+    }
+
+    /// One record less holds `digest`'s body; the last lets it go.
+    fn release(&self, digest: &Digest) {
+        let mut bodies = self.lock();
+        let Some((body, records)) = bodies.get_mut(digest) else { return };
+        *records = records.saturating_sub(1);
+        if *records == 0 {
+            let len = body.len() as u64;
+            bodies.remove(digest);
+            let _ = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(len)));
+        }
+    }
 }
 
 /// The cache store (memory tier).
 #[derive(Clone)]
 pub struct Store {
-    vary: Cache<Key, Arc<[HeaderName]>>,
-    meta: Cache<Key, Arc<Meta>>,
-    blobs: Cache<Digest, Bytes>,
-    evictions: Arc<std::sync::atomic::AtomicU64>,
+    records: Cache<Key, Record>,
+    bodies: Arc<Bodies>,
+    evictions: Arc<AtomicU64>,
+    limit: u64,
 }
 
 impl Store {
     pub fn new(config: &StoreConfig) -> Store {
-        let meta_budget = (config.memory_size / META_SHARE_DIVISOR).max(1024 * 1024);
-        let blob_budget = config.memory_size.saturating_sub(meta_budget).max(1);
-        let evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counted = Arc::clone(&evictions);
-        Store {
-            evictions,
-            vary: Cache::builder()
-                .max_capacity(meta_budget / 4)
-                .weigher(|_, names: &Arc<[HeaderName]>| {
-                    clamp_weight(64 + names.iter().map(|n| n.as_str().len()).sum::<usize>())
-                })
-                .build(),
-            meta: Cache::builder().max_capacity(meta_budget).weigher(|_, meta: &Arc<Meta>| meta.weight()).build(),
-            blobs: Cache::builder()
-                .max_capacity(blob_budget)
-                .weigher(|_, body: &Bytes| clamp_weight(body.len().max(1)))
-                .eviction_listener(move |_, _, cause| {
-                    if cause == moka::notification::RemovalCause::Size {
-                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                })
-                .build(),
-        }
+        let evictions = Arc::new(AtomicU64::new(0));
+        let bodies = Arc::new(Bodies::default());
+        let (counted, held) = (Arc::clone(&evictions), Arc::clone(&bodies));
+        let records = Cache::builder()
+            .max_capacity(config.memory_size.max(1))
+            .weigher(|_, record: &Record| record.weight())
+            .eviction_listener(move |_, record: Record, cause| {
+                if cause == RemovalCause::Size {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Record::Response { meta, .. } = record {
+                    held.release(&meta.digest);
+                }
+            })
+            .build();
+        Store { records, bodies, evictions, limit: config.memory_size }
     }
 
     /// Finds the stored response for a request. `request` must already carry
     /// the normalised Accept-Encoding, as the stored variants do.
     pub fn lookup(&self, primary: &Key, request: &HeaderMap, now: SystemTime) -> Lookup {
-        let Some(vary) = self.vary.get(primary) else {
-            return Lookup::Miss;
+        let record = match self.records.get(primary) {
+            Some(Record::Vary(names)) => self.records.get(&primary.variant(&names, request)),
+            found => found,
         };
-        let variant = primary.variant(&vary, request);
-        let Some(meta) = self.meta.get(&variant) else {
-            return Lookup::Miss;
-        };
-        let Some(body) = self.blobs.get(&meta.digest) else {
-            // The body was evicted: the metadata is useless now.
-            self.meta.invalidate(&variant);
-            return Lookup::Miss;
-        };
+        let Some(Record::Response { meta, body }) = record else { return Lookup::Miss };
         let hit = Hit { meta, body };
         if hit.meta.is_fresh(now) { Lookup::Fresh(hit) } else { Lookup::Stale(hit) }
     }
@@ -302,26 +188,32 @@ impl Store {
     pub fn insert(&self, primary: &Key, request: &HeaderMap, meta: Meta, body: Bytes) -> Arc<Meta> {
         debug_assert_eq!(meta.size, body.len() as u64);
         let meta = Arc::new(meta);
-        // Same bytes under another URL: keep the stored blob, do not add a copy.
-        self.blobs.entry(meta.digest).or_insert(body);
-        let vary: Arc<[HeaderName]> = meta.vary.clone().into();
-        let variant = primary.variant(&vary, request);
-        self.vary.insert(*primary, vary);
-        self.meta.insert(variant, Arc::clone(&meta));
+        // Same bytes under another URL: share the held body, do not add a copy.
+        let body = self.bodies.share(meta.digest, body);
+        if !meta.vary.is_empty() {
+            // Replaces a response stored without Vary under the primary key.
+            self.records.insert(*primary, Record::Vary(meta.vary.clone().into()));
+        }
+        let record = Record::Response { meta: Arc::clone(&meta), body };
+        self.records.insert(primary.record(&meta.vary, request), record);
         meta
     }
 
-    /// Replaces the metadata of a stored variant (after a 304), keeping its body.
+    /// Replaces the metadata of a stored variant (after a 304), keeping its
+    /// body (if it is still stored).
     pub fn update(&self, primary: &Key, request: &HeaderMap, meta: Meta) -> Arc<Meta> {
         let meta = Arc::new(meta);
-        let variant = primary.variant(&meta.vary, request);
-        self.meta.insert(variant, Arc::clone(&meta));
+        let key = primary.record(&meta.vary, request);
+        if let Some(Record::Response { body, .. }) = self.records.get(&key) {
+            let body = self.bodies.share(meta.digest, body);
+            self.records.insert(key, Record::Response { meta: Arc::clone(&meta), body });
+        }
         meta
     }
 
     /// Forgets every variant of a primary key.
     pub fn remove(&self, primary: &Key) {
-        self.vary.invalidate(primary);
+        self.records.invalidate(primary);
     }
 
     /// Purges every stored response that `matches` selects: removes it
@@ -329,15 +221,17 @@ impl Store {
     /// only while the origin fails). Returns how many were purged.
     pub fn purge(&self, matches: &dyn Fn(&Meta) -> bool, soft: bool) -> u64 {
         let mut purged = 0;
-        for (variant, meta) in self.meta.iter() {
+        for (key, record) in self.records.iter() {
+            let Record::Response { meta, body } = record else { continue };
             if !matches(&meta) {
                 continue;
             }
             purged += 1;
             if soft {
-                self.meta.insert(*variant, Arc::new(meta.soft_purged()));
+                let body = self.bodies.share(meta.digest, body);
+                self.records.insert(*key, Record::Response { meta: Arc::new(meta.soft_purged()), body });
             } else {
-                self.meta.invalidate(&*variant);
+                self.records.invalidate(&*key);
             }
         }
         purged
@@ -345,17 +239,17 @@ impl Store {
 
     /// Runs moka's pending housekeeping, so counts are exact (tests, stats).
     pub fn run_pending_tasks(&self) {
-        self.vary.run_pending_tasks();
-        self.meta.run_pending_tasks();
-        self.blobs.run_pending_tasks();
+        self.records.run_pending_tasks();
     }
 
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            objects: self.meta.entry_count(),
-            blobs: self.blobs.entry_count(),
-            body_bytes: self.blobs.weighted_size(),
-            evictions: self.evictions.load(std::sync::atomic::Ordering::Relaxed),
+            objects: self.records.entry_count(),
+            blobs: self.bodies.lock().len() as u64,
+            body_bytes: self.bodies.bytes.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            memory_bytes: self.records.weighted_size(),
+            memory_limit: self.limit,
         }
     }
 }
@@ -363,6 +257,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{self, Exchange};
+    use http::{HeaderValue, StatusCode};
+    use std::time::Duration;
 
     /// A fake clock: seconds since an arbitrary origin.
     fn at(secs: u64) -> SystemTime {
@@ -414,7 +311,9 @@ mod tests {
         let a = store_response(&store, "/v1/app.js", &req, cc(), b"same bytes", at(0));
         let b = store_response(&store, "/v2/app.js", &req, cc(), b"same bytes", at(0));
         store.run_pending_tasks();
-        assert_eq!(store.stats(), StoreStats { objects: 2, blobs: 1, body_bytes: 10, evictions: 0 });
+        let stats = store.stats();
+        assert_eq!((stats.objects, stats.blobs, stats.body_bytes, stats.evictions), (2, 1, 10, 0));
+        assert!(stats.memory_bytes > 10, "overheads are weighed too");
         let (Lookup::Fresh(x), Lookup::Fresh(y)) = (store.lookup(&a, &req, at(1)), store.lookup(&b, &req, at(1)))
         else {
             panic!("both should hit");
@@ -524,12 +423,35 @@ mod tests {
     }
 
     #[test]
-    fn evicted_blob_makes_a_miss_not_a_wrong_answer() {
-        let store = Store::new(&StoreConfig { memory_size: 2 * 1024 * 1024 });
+    fn metadata_and_body_leave_together_within_the_budget() {
+        // Room for about four 64 KiB objects: a fifth evicts one whole
+        // record, never a body another record still needs.
+        let store = Store::new(&StoreConfig { memory_size: 300 * 1024 });
         let req = HeaderMap::new();
-        let key = store_response(&store, "/e", &req, response(&[("cache-control", "max-age=10")]), b"e", at(0));
-        store.blobs.invalidate_all();
-        store.run_pending_tasks();
-        assert!(matches!(store.lookup(&key, &req, at(0)), Lookup::Miss));
+        let bodies: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 64 * 1024]).collect();
+        let keys: Vec<Key> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let key = Key::primary("GET", "https", "h", &format!("/b{i}"));
+                let headers = response(&[("cache-control", "max-age=60")]);
+                let exchange = Exchange { request_time: at(0), response_time: at(0) };
+                let storable = policy::evaluate(StatusCode::OK, &headers, exchange).unwrap();
+                let meta =
+                    Meta::new(format!("/b{i}"), StatusCode::OK, headers, storable, exchange, Digest::of(body), 65536);
+                store.insert(&key, &req, meta, Bytes::from(body.clone()));
+                store.run_pending_tasks();
+                key
+            })
+            .collect();
+        let stats = store.stats();
+        assert!(stats.memory_bytes <= 300 * 1024, "{stats:?}");
+        assert_eq!(stats.blobs, stats.objects, "no body without its record, no record without its body");
+        assert_eq!(stats.body_bytes, stats.blobs * 65536);
+        for key in keys {
+            if let Lookup::Fresh(hit) = store.lookup(&key, &req, at(1)) {
+                assert_eq!(hit.body.len(), 65536);
+            }
+        }
     }
 }

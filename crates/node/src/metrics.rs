@@ -139,6 +139,18 @@ pub fn render(handler: &Handler, origins: &[(String, Client)], listeners: Listen
     }
     gauge_family(&mut registry, "cache_objects", "Objects stored, by tier (disk: bodies)", objects);
     gauge_family(&mut registry, "cache_bytes", "Body bytes stored, by tier", tier_bytes);
+    gauge_family(
+        &mut registry,
+        "memory_tier_bytes",
+        "What the memory tier's entries cost (bodies, metadata, overheads), weighed against cache.memory_size",
+        vec![(vec![], i64_of(memory.memory_bytes))],
+    );
+    gauge_family(
+        &mut registry,
+        "memory_tier_limit_bytes",
+        "cache.memory_size",
+        vec![(vec![], i64_of(memory.memory_limit))],
+    );
     counter_family(&mut registry, "cache_evictions", "Evictions by tier and cause", evictions);
     counter_family(
         &mut registry,
