@@ -388,9 +388,19 @@ impl Handler {
             (parts.method.to_string(), path)
         });
         let routing = self.routing();
+        // An HTTP/1.x request with a body that is refused leaves that body on
+        // the connection: close it rather than read on from there.
+        let close_on_refusal = version <= Version::HTTP_11
+            && (!body.is_end_stream() || parts.headers.contains_key(header::TRANSFER_ENCODING));
         let mut response = match self.route(&routing, parts, body, scheme).await {
             Ok(response) => response,
-            Err(refusal) => refuse_response(&routing, refusal),
+            Err(refusal) => {
+                let mut response = refuse_response(&routing, refusal);
+                if close_on_refusal {
+                    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
+            }
         };
         let result =
             response.headers().get(X_CACHE).and_then(|v| CacheResult::ALL.iter().position(|r| v == r.as_str()));
@@ -423,6 +433,27 @@ impl Handler {
             _ => response,
         }
     }
+}
+
+/// HTTP/1.x body framing the node accepts. A GET or HEAD carries no body:
+/// a body there is how request smuggling starts (a cache that answers from
+/// its store leaves the body on the connection), so it is refused, as is a
+/// transfer coding other than `chunked` (RFC 9112 §6.1; 400 rather than
+/// 501: the client sent something no client should). HTTP/2 and HTTP/3
+/// frame bodies themselves.
+fn check_framing<B: Body>(parts: &Parts, body: &B) -> Result<(), Refusal> {
+    if parts.version > Version::HTTP_11 {
+        return Ok(());
+    }
+    let mut codings = parts.headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    let chunked = codings.peek().is_some();
+    if chunked && !codings.all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")) {
+        return Err(refuse(StatusCode::BAD_REQUEST, "transfer coding other than chunked"));
+    }
+    if (parts.method == Method::GET || parts.method == Method::HEAD) && (chunked || !body.is_end_stream()) {
+        return Err(refuse(StatusCode::BAD_REQUEST, "a GET or HEAD request has no body"));
+    }
+    Ok(())
 }
 
 /// A 508 when this node is already in the client's Via chain (an edge and
@@ -484,6 +515,7 @@ impl Handler {
         B::Error: Into<BoxError>,
     {
         self.check_limits(routing, &parts)?;
+        check_framing(&parts, &body)?;
         if parts.extensions.get::<EarlyData>().is_some() && parts.method != Method::GET && parts.method != Method::HEAD
         {
             return Err(refuse(StatusCode::TOO_EARLY, "only GET and HEAD are accepted as early data (0-RTT)"));
@@ -491,7 +523,17 @@ impl Handler {
         check_loop(&parts.headers, &routing.config.node_name)?;
         let (host, site) = self.host(routing, &parts)?;
         let path_and_query = match parts.uri.path_and_query() {
-            Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_owned(),
+            Some(pq) if pq.as_str().starts_with('/') => {
+                // Bytes RFC 3986 does not allow in a target and every browser
+                // percent-encodes: a request that has them was not made by one.
+                if pq.as_str().bytes().any(|b| matches!(b, b'"' | b'<' | b'>' | b'\\' | b'`')) {
+                    return Err(refuse(
+                        StatusCode::BAD_REQUEST,
+                        "request target has characters that must be percent-encoded",
+                    ));
+                }
+                pq.as_str().to_owned()
+            }
             _ if parts.method == Method::OPTIONS && parts.uri == "*" => {
                 return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "OPTIONS * is not supported"));
             }
@@ -583,6 +625,12 @@ impl Handler {
             Some(Err(_)) => return Err(refuse(StatusCode::BAD_REQUEST, "invalid Host header")),
             None => None,
         };
+        if let Some(scheme) = parts.uri.scheme_str()
+            && !scheme.eq_ignore_ascii_case("http")
+            && !scheme.eq_ignore_ascii_case("https")
+        {
+            return Err(refuse(StatusCode::BAD_REQUEST, "request target scheme is not http or https"));
+        }
         let authority = parts.uri.authority().map(|a| a.as_str());
         let (raw, absolute_form) = match (parts.version, authority) {
             (Version::HTTP_2 | Version::HTTP_3, Some(authority)) => (authority, false),
@@ -744,16 +792,24 @@ impl ClientRequest {
 
 /// Lowercases a host and strips its port; `None` if it is not a plausible
 /// host name or IP literal.
+///
+/// RFC 9110 §7.2: `Host = uri-host [ ":" port ]`, `port = *DIGIT`; userinfo
+/// (`user@host`) is refused, not stripped (RFC 9110 §4.2.4).
 fn normalize_host(authority: &str) -> Option<String> {
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let digits = |port: &str| port.bytes().all(|b| b.is_ascii_digit());
     let host = if let Some(rest) = authority.strip_prefix('[') {
-        let (inside, _) = rest.split_once(']')?;
-        return inside
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-            .then(|| format!("[{}]", inside.to_ascii_lowercase()));
+        let (inside, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(digits);
+        return (port_ok
+            && !inside.is_empty()
+            && inside.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'))
+        .then(|| format!("[{}]", inside.to_ascii_lowercase()));
     } else {
-        authority.split_once(':').map_or(authority, |(h, _)| h)
+        match authority.split_once(':') {
+            Some((host, port)) if digits(port) => host,
+            Some(_) => return None,
+            None => authority,
+        }
     };
     let valid = !host.is_empty()
         && host.len() <= 253
@@ -941,7 +997,12 @@ mod tests {
         assert_eq!(normalize_host("Example.COM:8080").as_deref(), Some("example.com"));
         assert_eq!(normalize_host("example.com.").as_deref(), Some("example.com"));
         assert_eq!(normalize_host("[::1]:80").as_deref(), Some("[::1]"));
-        assert_eq!(normalize_host("user@host").as_deref(), Some("host"));
+        assert_eq!(normalize_host("user@host"), None, "userinfo is an error, not something to strip");
+        assert_eq!(normalize_host("host:80:80"), None);
+        assert_eq!(normalize_host("host:abc"), None);
+        assert_eq!(normalize_host("host: 80"), None);
+        assert_eq!(normalize_host("host:").as_deref(), Some("host"), "port = *DIGIT");
+        assert_eq!(normalize_host("[::1]x"), None);
         assert_eq!(normalize_host("bad host"), None);
         assert_eq!(normalize_host(""), None);
         assert_eq!(normalize_host("[zz]"), None);
