@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use holdfast_cache::policy::{self, Exchange};
-use holdfast_cache::{Digest, DiskConfig, DiskTier, FsyncPolicy, Key, Lookup, Meta, Store, StoreConfig};
+use holdfast_cache::{Digest, DiskConfig, DiskTier, Key, Lookup, Meta, Store, StoreConfig};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 fn keys(c: &mut Criterion) {
@@ -64,8 +64,7 @@ fn lookups(c: &mut Criterion) {
     // the metadata and the body, and verifies the body's BLAKE3 digest.
     let dir = std::env::temp_dir().join(format!("holdfast-bench-disk-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let disk = DiskTier::open(DiskConfig { dir: dir.clone(), max_size: u64::MAX, fsync: FsyncPolicy::Never })
-        .expect("open disk tier");
+    let disk = DiskTier::open(DiskConfig::new(dir.clone(), u64::MAX)).expect("open disk tier");
     for (i, key) in keys.iter().enumerate() {
         let Lookup::Fresh(hit) = store.lookup(key, &request, now) else { continue };
         disk.insert(key, &request, &hit.meta, &hit.body);
@@ -77,7 +76,7 @@ fn lookups(c: &mut Criterion) {
     group.bench_function("disk_hit_10k_keys_verified", |b| {
         b.iter(|| {
             i = (i + 1) % keys.len();
-            disk.lookup(&keys[i], &request).map(|(_, body)| body.len()).unwrap_or(0)
+            disk.lookup(&keys[i], &request, u64::MAX).map(|hit| hit.meta.size).unwrap_or(0)
         })
     });
     group.finish();

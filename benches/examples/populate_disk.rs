@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use holdfast_cache::policy::{self, Exchange};
-use holdfast_cache::{Digest, DiskConfig, DiskTier, FsyncPolicy, Key, Meta};
+use holdfast_cache::{Digest, DiskConfig, DiskTier, Key, Meta};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 fn main() {
@@ -17,8 +17,7 @@ fn main() {
         eprintln!("usage: populate_disk DIR N");
         std::process::exit(2);
     };
-    let disk = DiskTier::open(DiskConfig { dir: PathBuf::from(dir), max_size: u64::MAX, fsync: FsyncPolicy::Never })
-        .expect("open disk tier");
+    let disk = DiskTier::open(DiskConfig::new(PathBuf::from(dir), u64::MAX)).expect("open disk tier");
     let now = SystemTime::now();
     let exchange = Exchange { request_time: now, response_time: now };
     let mut headers = HeaderMap::new();

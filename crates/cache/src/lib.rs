@@ -15,7 +15,6 @@
 //! - [`encoding`]: `Accept-Encoding` normalisation, so client header
 //!   variations do not split the cache.
 
-mod codec;
 pub mod control;
 pub mod disk;
 pub mod encoding;
@@ -24,7 +23,7 @@ pub mod meta;
 pub mod policy;
 pub mod store;
 
-pub use disk::{DiskConfig, DiskStats, DiskTier, FsyncPolicy};
+pub use disk::{ChunkedBody, DiskBody, DiskConfig, DiskHit, DiskStats, DiskTier, FsyncPolicy};
 pub use key::{Digest, DigestBuilder, Key};
 pub use meta::Meta;
 pub use policy::{NoStoreReason, Storable};

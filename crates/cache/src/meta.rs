@@ -39,6 +39,9 @@ pub struct Meta {
     pub tags: Vec<String>,
     pub digest: Digest,
     pub size: u64,
+    /// Marked stale by a soft purge (kept on disk: the headers alone would
+    /// bring `immutable` and `stale-while-revalidate` back).
+    pub purged: bool,
 }
 
 impl Meta {
@@ -68,6 +71,7 @@ impl Meta {
             tags,
             digest,
             size,
+            purged: false,
         }
     }
 
@@ -91,6 +95,7 @@ impl Meta {
         meta.freshness_lifetime = Duration::ZERO;
         meta.directives.stale_while_revalidate = None;
         meta.directives.immutable = false;
+        meta.purged = true;
         meta
     }
 
@@ -150,6 +155,7 @@ impl Meta {
             corrected_initial_age: storable.corrected_initial_age,
             stored_at: exchange.response_time,
             tags,
+            purged: false,
             ..self.clone()
         }
     }
@@ -160,7 +166,11 @@ impl Meta {
         let mut headers = self.headers.clone();
         let mut fresh = not_modified.clone();
         policy::strip_hop_by_hop(&mut fresh);
-        for name in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::AGE] {
+        // Fields that describe the body, the age the cache computes, and
+        // Set-Cookie: a cookie is for one client, never for a stored response.
+        for name in
+            [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::AGE, header::SET_COOKIE]
+        {
             fresh.remove(name);
         }
         for name in fresh.keys() {
@@ -189,6 +199,37 @@ pub(crate) fn custom_name_len(name: &HeaderName) -> usize {
         0
     } else {
         text.len() + 32
+    }
+}
+
+impl Meta {
+    /// Rebuilds metadata read from disk, deriving what the headers say.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn restore(
+        url: String,
+        status: StatusCode,
+        headers: HeaderMap,
+        freshness_lifetime: Duration,
+        corrected_initial_age: Duration,
+        stored_at: SystemTime,
+        digest: Digest,
+        size: u64,
+    ) -> Meta {
+        let headers = compact(&headers);
+        Meta {
+            url,
+            status,
+            vary: policy::vary_names(&headers).unwrap_or_default(),
+            directives: ResponseDirectives::parse(&headers),
+            tags: surrogate_tags(&headers),
+            headers,
+            freshness_lifetime,
+            corrected_initial_age,
+            stored_at,
+            digest,
+            size,
+            purged: false,
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use holdfast_cache::policy::{self, Exchange};
-use holdfast_cache::{DigestBuilder, DiskTier, Hit, Key, Meta, NoStoreReason, Storable, Store};
+use holdfast_cache::{DigestBuilder, Key, Meta, NoStoreReason, Storable};
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 use http_body::{Body, Frame};
@@ -38,6 +38,7 @@ use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
 use crate::budget::FillBudget;
+use crate::tiers::{Stored, Tiers};
 use crate::upstream::{BoxError, Fetch, Upstream, UpstreamBody, UpstreamError};
 
 /// How far a fill that does not store its body may run ahead of its
@@ -50,9 +51,11 @@ pub(crate) enum FillHead {
     /// A response whose body streams through the fill.
     Response(Arc<ResponseHead>),
     /// The origin confirmed the stale stored response (304): serve it.
-    Revalidated(Hit),
+    /// Not shareable when the 304 made it private: other readers fetch
+    /// their own.
+    Revalidated(Stored, bool),
     /// The origin failed but a stale stored response exists: serve it.
-    Stale(Hit, Arc<UpstreamError>),
+    Stale(Stored, Arc<UpstreamError>),
     /// The origin failed and nothing is stored.
     Failed(Arc<UpstreamError>),
 }
@@ -321,8 +324,10 @@ impl Inflight {
 /// Everything a fill task needs.
 pub(crate) struct FillJob {
     pub upstream: Arc<dyn Upstream>,
-    pub store: Store,
-    pub disk: Option<Arc<DiskTier>>,
+    pub tiers: Arc<Tiers>,
+    /// The purge epoch when the request arrived: a purge begun since that
+    /// selects the response keeps it out of the tiers.
+    pub epoch: u64,
     pub primary: Key,
     /// The leader's request headers, with Accept-Encoding normalised: they
     /// select the variant the response is stored under.
@@ -330,7 +335,7 @@ pub(crate) struct FillJob {
     pub url: String,
     pub fetch: Fetch,
     /// The stale stored response being revalidated, if any.
-    pub stale: Option<Hit>,
+    pub stale: Option<Stored>,
     /// False for pass-through requests: never stored.
     pub cacheable: bool,
     pub max_object_size: u64,
@@ -352,8 +357,8 @@ impl FillJob {
     async fn fetch_and_stream(self, fill: &Arc<Fill>, leave_map: &(dyn Fn() + Sync)) {
         let FillJob {
             upstream,
-            store,
-            disk,
+            tiers,
+            epoch,
             primary,
             request_headers,
             url,
@@ -386,24 +391,22 @@ impl FillJob {
 
         if let Some(hit) = stale {
             if parts.status == StatusCode::NOT_MODIFIED {
+                // Set-Cookie is never merged (merged_headers drops it): a
+                // cookie is for one client, never for a stored response.
                 let merged = hit.meta.merged_headers(&headers);
-                let hit = match policy::evaluate(hit.meta.status, &merged, exchange) {
+                let (meta, shareable) = match policy::evaluate(hit.meta.status, &merged, exchange) {
                     Ok(storable) => {
-                        let meta =
-                            store.update(&primary, &request_headers, hit.meta.freshened(&headers, storable, exchange));
-                        let (stored, request) = (Arc::clone(&meta), request_headers.clone());
-                        on_disk(disk, move |disk| disk.update(&primary, &request, &stored));
-                        Hit { meta, body: hit.body }
+                        let freshened = hit.meta.freshened(&headers, storable, exchange);
+                        (tiers.freshen(primary, &request_headers, freshened, epoch), true)
                     }
-                    // The origin now forbids storing it: serve this once, forget it.
+                    // The origin now forbids storing it (private, no-store):
+                    // serve it to this reader once, forget it.
                     Err(_) => {
-                        store.remove(&primary);
-                        on_disk(disk, move |disk| disk.remove(&primary));
-                        let meta = Meta { headers: merged, ..Meta::clone(&hit.meta) };
-                        Hit { meta: Arc::new(meta), body: hit.body }
+                        tiers.remove(primary);
+                        (Arc::new(Meta { headers: merged, ..Meta::clone(&hit.meta) }), false)
                     }
                 };
-                fill.publish_head(FillHead::Revalidated(hit));
+                fill.publish_head(FillHead::Revalidated(Stored { meta, body: hit.body }, shareable));
                 return;
             }
             if usable_on_error && (parts.status.is_server_error() || parts.status.is_client_error()) {
@@ -512,7 +515,7 @@ impl FillJob {
                             hasher.finish(),
                             received,
                         );
-                        persist(&store, &disk, primary, &request_headers, meta, body.clone());
+                        tiers.store(primary, &request_headers, meta, body.clone(), epoch);
                         stored = true;
                         let mut state = fill.lock();
                         state.chunks.push(chunk);
@@ -538,7 +541,7 @@ impl FillJob {
         } else if let (Ok(storable), false) = (storable, stored) {
             let body = concat(&fill.lock().chunks, received);
             let meta = Meta::new(url, parts.status, headers, storable, exchange, hasher.finish(), received);
-            persist(&store, &disk, primary, &request_headers, meta, body.clone());
+            tiers.store(primary, &request_headers, meta, body.clone(), epoch);
             hand_over_to_store(&mut fill.lock(), &body, &fill.budget);
         }
         fill.finish(end);
@@ -558,21 +561,6 @@ fn hand_over_to_store(state: &mut State, body: &Bytes, budget: &FillBudget) {
     }
     budget.release(state.counted);
     state.counted = 0;
-}
-
-/// Stores a complete body: in memory at once, on disk behind it.
-fn persist(store: &Store, disk: &Option<Arc<DiskTier>>, primary: Key, request: &HeaderMap, meta: Meta, body: Bytes) {
-    let meta = store.insert(&primary, request, meta, body.clone());
-    let request = request.clone();
-    on_disk(disk.clone(), move |disk| disk.insert(&primary, &request, &meta, &body));
-}
-
-/// Runs a disk-tier write off the async threads, detached: the response
-/// does not wait for it, and a kill during it leaves only a temporary file.
-fn on_disk(disk: Option<Arc<DiskTier>>, write: impl FnOnce(&DiskTier) + Send + 'static) {
-    if let Some(disk) = disk {
-        tokio::task::spawn_blocking(move || write(&disk));
-    }
 }
 
 /// Waits until the slowest reader is close enough to the newest chunk and

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use holdfast_cache::encoding::normalize_accept_encoding;
-use holdfast_cache::{DiskTier, Hit, Key, Lookup, Store};
+use holdfast_cache::{DiskTier, Key, Store};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
@@ -20,8 +20,10 @@ use http_body_util::{BodyExt, Empty, Full};
 
 use crate::access::{AccessLog, AccessRecord, LoggedBody, Served};
 use crate::conditional;
+use crate::disk_body::DiskStream;
 use crate::fill::{FillHead, FillJob, FillReader, Inflight, ResponseHead, reader_body};
 use crate::range::{self, RangeRequest};
+use crate::tiers::{Found, PurgeCounts, Stored, StoredBody, Tiers};
 use crate::upstream::{BoxError, Fetch, PassThroughBody, Upstream, UpstreamBody, UpstreamError};
 
 /// The response body type of every protocol.
@@ -247,9 +249,8 @@ impl Routing {
 /// The protocol-agnostic request handler.
 pub struct Handler {
     routing: std::sync::RwLock<Arc<Routing>>,
-    store: Store,
-    /// The disk tier behind the memory tier, if configured.
-    disk: Option<Arc<DiskTier>>,
+    /// Memory, and the disk tier behind it if configured.
+    tiers: Arc<Tiers>,
     inflight: Arc<Inflight>,
     /// Responses by cache result, indexed like `CacheResult::ALL`.
     results: [AtomicU64; 6],
@@ -266,8 +267,7 @@ impl Handler {
         let inflight = Arc::new(Inflight::new(budget, config.max_concurrent_fills.max(1)));
         Handler {
             routing: std::sync::RwLock::new(Arc::new(Routing { config, sites })),
-            store,
-            disk: None,
+            tiers: Arc::new(Tiers::new(store, None)),
             inflight,
             results: Default::default(),
             requests: Default::default(),
@@ -286,12 +286,17 @@ impl Handler {
     /// Puts a disk tier behind the memory tier: memory misses are looked up
     /// there (verified, then promoted), and stored objects are written there.
     pub fn with_disk(mut self, disk: Arc<DiskTier>) -> Handler {
-        self.disk = Some(disk);
+        self.tiers = Arc::new(Tiers::new(self.tiers.memory().clone(), Some(disk)));
         self
     }
 
     pub fn disk(&self) -> Option<&Arc<DiskTier>> {
-        self.disk.as_ref()
+        self.tiers.disk()
+    }
+
+    /// The cache's tiers.
+    pub fn tiers(&self) -> &Tiers {
+        &self.tiers
     }
 
     /// A handler with one site that answers every host (tests, simple nodes).
@@ -312,21 +317,13 @@ impl Handler {
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        self.tiers.memory()
     }
 
     /// Purges from every tier: memory at once, the disk tier durably (a
     /// hard-purged object does not come back after a restart).
     pub async fn purge(&self, target: &PurgeTarget, soft: bool) -> PurgeReport {
-        let matcher = target.matcher();
-        let memory = self.store.purge(&*matcher, soft);
-        let disk = match &self.disk {
-            Some(disk) => {
-                let disk = Arc::clone(disk);
-                tokio::task::spawn_blocking(move || disk.purge(&*matcher, soft)).await.unwrap_or(0)
-            }
-            None => 0,
-        };
+        let PurgeCounts { memory, disk } = self.tiers.purge(target.matcher(), soft).await;
         tracing::info!(kind = target.kind(), ?target, soft, memory, disk, "purged");
         *self.purges.lock().unwrap_or_else(|p| p.into_inner()).entry(target.kind()).or_default() += 1;
         PurgeReport { memory, disk }
@@ -552,6 +549,8 @@ impl Handler {
             site,
             routing: Arc::clone(routing),
             log: self.access_log.is_some(),
+            epoch: self.tiers.epoch(),
+            disk: self.tiers.disk().cloned(),
         };
 
         if request.method != Method::GET && request.method != Method::HEAD {
@@ -564,9 +563,9 @@ impl Handler {
         // HEAD shares GET's entry: a HEAD miss fills the cache with a GET.
         let primary = Key::primary("GET", scheme, &request.host, &request.path_and_query);
         let now = SystemTime::now();
-        let mut response = match self.lookup(&primary, &request.headers, now).await {
-            Lookup::Fresh(hit) => respond_from_store(&request, hit, CacheResult::Hit, now),
-            Lookup::Stale(hit) if hit.meta.within_stale_while_revalidate(now) => {
+        let mut response = match self.tiers.lookup(&primary, &request.headers, now).await {
+            Found::Fresh(hit) => respond_from_store(&request, hit, CacheResult::Hit, now),
+            Found::Stale(hit) if hit.meta.within_stale_while_revalidate(now) => {
                 // Serve the stale copy now; one background refresh per key.
                 let coalescing_key = primary.variant(&[header::ACCEPT_ENCODING], &request.headers);
                 // Without room for another fill the refresh waits for a later request.
@@ -575,26 +574,13 @@ impl Handler {
                 drop(refresh);
                 respond_from_store(&request, hit, CacheResult::Stale, now)
             }
-            Lookup::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
-            Lookup::Miss => self.fill(&request, primary, None).await,
+            Found::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
+            Found::Miss => self.fill(&request, primary, None).await,
         };
         if request.log && response.extensions().get::<Served>().is_none() {
             response.extensions_mut().insert(Served { site: request.site_name(), origin: None });
         }
         Ok(response)
-    }
-
-    /// Memory tier, then disk tier (read and verified off the async
-    /// threads, then promoted to memory).
-    async fn lookup(&self, primary: &Key, headers: &HeaderMap, now: SystemTime) -> Lookup {
-        let lookup = self.store.lookup(primary, headers, now);
-        let (Lookup::Miss, Some(disk)) = (&lookup, &self.disk) else { return lookup };
-        let (disk, key, request) = (Arc::clone(disk), *primary, headers.clone());
-        let Ok(Some((meta, body))) = tokio::task::spawn_blocking(move || disk.lookup(&key, &request)).await else {
-            return Lookup::Miss;
-        };
-        let hit = Hit { meta: self.store.insert(primary, headers, meta, body.clone()), body };
-        if hit.meta.is_fresh(now) { Lookup::Fresh(hit) } else { Lookup::Stale(hit) }
     }
 
     fn check_limits(&self, routing: &Routing, parts: &Parts) -> Result<(), Refusal> {
@@ -659,7 +645,7 @@ impl Handler {
         }
     }
 
-    fn fill_job(&self, request: &ClientRequest, primary: Key, stale: Option<Hit>) -> FillJob {
+    fn fill_job(&self, request: &ClientRequest, primary: Key, stale: Option<Stored>) -> FillJob {
         let validators = stale.as_ref().map(|hit| (hit.meta.etag().cloned(), hit.meta.last_modified().cloned()));
         let (if_none_match, if_modified_since) = validators.unwrap_or((None, None));
         let hold = stale
@@ -667,8 +653,8 @@ impl Handler {
             .is_none_or(|hit| !hit.meta.usable_on_error(SystemTime::now(), request.routing.config.max_stale_on_error));
         FillJob {
             upstream: Arc::clone(&request.routing.sites[request.site].upstream),
-            store: self.store.clone(),
-            disk: self.disk.clone(),
+            tiers: Arc::clone(&self.tiers),
+            epoch: request.epoch,
             primary,
             request_headers: request.headers.clone(),
             url: request.url(),
@@ -692,7 +678,7 @@ impl Handler {
     }
 
     /// Stale or miss: join or start the fill for this key and answer from it.
-    async fn fill(&self, request: &ClientRequest, primary: Key, stale: Option<Hit>) -> Response<ResponseBody> {
+    async fn fill(&self, request: &ClientRequest, primary: Key, stale: Option<Stored>) -> Response<ResponseBody> {
         // Coalesce on what reaches the origin: the key plus the coding asked for.
         let coalescing_key = primary.variant(&[header::ACCEPT_ENCODING], &request.headers);
         let joined = self.inflight.join_or_start(coalescing_key, || self.fill_job(request, primary, stale.clone()));
@@ -710,10 +696,12 @@ impl Handler {
             };
         };
         let mut head = reader.head().await;
-        if let FillHead::Response(response) = &head
-            && !response.shareable
-            && !leader
-        {
+        let shareable = match &head {
+            FillHead::Response(response) => response.shareable,
+            FillHead::Revalidated(_, shareable) => *shareable,
+            _ => true,
+        };
+        if !shareable && !leader {
             // Meant for one client (Set-Cookie, private): fetch our own.
             drop(reader);
             reader = self.inflight.start_alone(self.fill_job(request, primary, None));
@@ -722,7 +710,7 @@ impl Handler {
         let now = SystemTime::now();
         match head {
             FillHead::Response(response) => respond_from_origin(request, &response, reader, CacheResult::Miss),
-            FillHead::Revalidated(hit) => respond_from_store(request, hit, CacheResult::Revalidated, now),
+            FillHead::Revalidated(hit, _) => respond_from_store(request, hit, CacheResult::Revalidated, now),
             FillHead::Stale(hit, _) => respond_from_store(request, hit, CacheResult::Stale, now),
             FillHead::Failed(error) => origin_failure(&error),
         }
@@ -748,7 +736,7 @@ impl Handler {
         match reader.head().await {
             FillHead::Response(response) => respond_from_origin(&request, &response, reader, CacheResult::Pass),
             FillHead::Failed(error) | FillHead::Stale(_, error) => origin_failure(&error),
-            FillHead::Revalidated(hit) => respond_from_store(&request, hit, CacheResult::Pass, SystemTime::now()),
+            FillHead::Revalidated(hit, _) => respond_from_store(&request, hit, CacheResult::Pass, SystemTime::now()),
         }
     }
 }
@@ -778,6 +766,11 @@ struct ClientRequest {
     routing: Arc<Routing>,
     /// Whether responses carry what the access log needs (`Served`).
     log: bool,
+    /// The purge epoch when the request arrived.
+    epoch: u64,
+    /// The disk tier, to quarantine a body that fails verification as it
+    /// is streamed.
+    disk: Option<Arc<DiskTier>>,
 }
 
 impl ClientRequest {
@@ -894,7 +887,7 @@ fn not_modified_response(headers: &HeaderMap) -> Response<ResponseBody> {
 /// Serves a stored object: 200, 206, 304, 416, or a HEAD.
 fn respond_from_store(
     request: &ClientRequest,
-    hit: Hit,
+    hit: Stored,
     result: CacheResult,
     now: SystemTime,
 ) -> Response<ResponseBody> {
@@ -912,10 +905,10 @@ fn respond_from_store(
     if meta.status == StatusCode::OK && conditional::not_modified(&request.headers, &headers) {
         return not_modified_response(&headers);
     }
-    let len = hit.body.len() as u64;
+    let len = hit.body.len();
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     let mut status = meta.status;
-    let mut body = hit.body;
+    let mut span = 0..len;
     if meta.status == StatusCode::OK {
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         let range = request.headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -932,7 +925,7 @@ fn respond_from_store(
                         headers.insert(header::CONTENT_RANGE, v);
                     }
                     // Both bounds are within the body: `range::parse` clamps them.
-                    body = body.slice(r.start as usize..r.end as usize);
+                    span = r.start..r.end;
                 }
                 RangeRequest::Unsatisfiable => {
                     status = StatusCode::RANGE_NOT_SATISFIABLE;
@@ -940,12 +933,16 @@ fn respond_from_store(
                     if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                         headers.insert(header::CONTENT_RANGE, v);
                     }
-                    body = Bytes::new();
+                    span = 0..0;
                 }
             }
         }
     }
-    let body = if request.method == Method::HEAD { empty() } else { full(body) };
+    let body = match hit.body {
+        _ if request.method == Method::HEAD || span.is_empty() => empty(),
+        StoredBody::Memory(bytes) => full(bytes.slice(span.start as usize..span.end as usize)),
+        StoredBody::Disk(chunks) => DiskStream::new(chunks, span, request.disk.clone()).boxed(),
+    };
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;

@@ -14,12 +14,14 @@ pub mod budget;
 mod conditional;
 pub mod connections;
 mod date;
+mod disk_body;
 mod fill;
 pub mod h3;
 pub mod handler;
 mod range;
 pub mod server;
 mod stall;
+pub mod tiers;
 pub mod tls;
 pub mod upstream;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytesize::ByteSize;
+use holdfast_cache::disk::default_max_files;
 use holdfast_cache::{DiskConfig, FsyncPolicy, StoreConfig};
 use holdfast_frontend::connections::ConnectionLimits;
 use holdfast_frontend::h3::{AddressValidation, H3Config};
@@ -246,6 +247,9 @@ pub struct CacheSection {
     pub disk_size: ByteSize,
     /// "never" (survives process kills) or "always" (survives power loss).
     pub fsync: String,
+    /// Files the disk tier may hold (records and bodies); default one per
+    /// 8 KiB of disk_size.
+    pub disk_max_files: Option<u64>,
     /// Body bytes all origin fills in progress may hold.
     pub fill_buffer_size: ByteSize,
     /// Origin fills in progress at most (a miss beyond gets 503 or its stale copy).
@@ -261,6 +265,7 @@ impl Default for CacheSection {
             dir: None,
             disk_size: DEFAULT_DISK_SIZE,
             fsync: "never".to_owned(),
+            disk_max_files: None,
             fill_buffer_size: ByteSize::b(handler::DEFAULT_FILL_BUFFER_SIZE),
             max_concurrent_fills: handler::DEFAULT_MAX_CONCURRENT_FILLS,
         }
@@ -611,7 +616,8 @@ impl NodeConfig {
             "always" => FsyncPolicy::Always,
             other => bail!("{source}: cache.fsync = {other:?}: use \"never\" or \"always\""),
         };
-        let disk = cache_dir.map(|dir| DiskConfig { dir, max_size: file.cache.disk_size.as_u64(), fsync });
+        let max_files = file.cache.disk_max_files.unwrap_or_else(|| default_max_files(file.cache.disk_size.as_u64()));
+        let disk = cache_dir.map(|dir| DiskConfig { dir, max_size: file.cache.disk_size.as_u64(), max_files, fsync });
         let tls = if file.tls.listen.is_empty() {
             if file.tls.h3 {
                 bail!("{source}: tls.h3 is on but tls.listen is empty (HTTP/3 runs on the TLS listeners' addresses)");

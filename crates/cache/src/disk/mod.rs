@@ -1,0 +1,585 @@
+//! The disk tier: bodies as files named by their BLAKE3 digest, one
+//! checksummed record file per stored response (and per Vary record),
+//! every file counted against the tier's byte and file budgets.
+//!
+//! ```text
+//! DIR/v2/blobs/ab/<digest prefix>    body bytes, verified on read
+//! DIR/v2/records/ab/<key prefix>     record (record.rs): a response, or the
+//!                                    Vary names of a primary key
+//! DIR/v2/tmp/                        writes in progress
+//! DIR/v2/quarantine/                 files that failed verification
+//! ```
+//!
+//! A response without `Vary` is one record under its primary key; a
+//! response with `Vary` is a Vary record under the primary key and a
+//! record under its variant key, as in the memory tier. Every record names
+//! the keys it was stored under and is checked against the key it was
+//! looked up by.
+//!
+//! Every file is written to a temporary file created exclusively and
+//! renamed into place, so a kill at any moment leaves either the old file
+//! or the new one; what a power loss could still tear fails its checksum or
+//! digest and is quarantined, counted and refetched, never served. Nothing
+//! is loaded at open: lookups read the files they need, so a node with any
+//! number of objects serves at once. A background [`DiskTier::scan`]
+//! rebuilds the accounting and the eviction order. Several processes may
+//! share one directory (the old and new process of an upgrade).
+//!
+//! The budgets count what the files take on disk (allocated blocks: what
+//! a volume's size limit measures), records and bodies alike; eviction
+//! removes least recently used records and the bodies no record uses any
+//! more. A full disk stops admission, eviction makes room, and admission
+//! resumes by itself.
+//!
+//! All methods block: callers run them off the async worker threads.
+
+mod files;
+mod index;
+pub mod record;
+
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use crate::key::{Digest, Key};
+use crate::meta::Meta;
+use files::{TempNames, prefix};
+use index::Index;
+use record::{CHUNK_SIZE, Record};
+
+/// When written files are flushed to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Leave it to the kernel: survives process kills, not power loss
+    /// (a file torn by power loss fails verification and is refetched).
+    Never,
+    /// fsync each file before its rename: survives power loss, costs I/O.
+    Always,
+}
+
+/// Disk-tier settings.
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    pub dir: PathBuf,
+    /// Bytes the tier's files may take on disk (allocated blocks).
+    pub max_size: u64,
+    /// Files the tier may hold (records and bodies).
+    pub max_files: u64,
+    pub fsync: FsyncPolicy,
+}
+
+impl DiskConfig {
+    /// A tier of `max_size` bytes with the default file budget.
+    pub fn new(dir: PathBuf, max_size: u64) -> DiskConfig {
+        DiskConfig { dir, max_size, max_files: default_max_files(max_size), fsync: FsyncPolicy::Never }
+    }
+}
+
+/// One file per 8 KiB of budget: a small object takes a record and a body
+/// of 4 KiB each; plenty for larger ones, and bounded for inodes.
+pub fn default_max_files(max_size: u64) -> u64 {
+    (max_size / 8192).max(1024)
+}
+
+/// Disk-tier counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DiskStats {
+    /// Records written by this process (inserts, updates, soft purges).
+    pub records_written: u64,
+    pub blobs: u64,
+    /// Bytes the tier's files take on disk.
+    pub bytes: u64,
+    pub files: u64,
+    pub max_bytes: u64,
+    pub max_files: u64,
+    pub hits: u64,
+    pub corrupt: u64,
+    pub write_errors: u64,
+    /// Records evicted to stay within the budgets.
+    pub evictions: u64,
+    pub full: bool,
+    pub scanned: bool,
+}
+
+/// A stored body as read from disk.
+#[derive(Debug)]
+pub enum DiskBody {
+    /// Read and verified whole.
+    Whole(Bytes),
+    /// Verified chunk by chunk as it is read.
+    Chunked(ChunkedBody),
+}
+
+/// A response found on disk.
+#[derive(Debug)]
+pub struct DiskHit {
+    pub meta: Meta,
+    pub body: DiskBody,
+}
+
+/// A large body, read and verified one chunk at a time: no byte is handed
+/// out before the chunk it belongs to matched its digest. Cloning gives an
+/// independent reader from the start (the file is opened at the first read).
+#[derive(Debug)]
+pub struct ChunkedBody {
+    path: PathBuf,
+    file: Option<fs::File>,
+    digests: std::sync::Arc<[Digest]>,
+    next: usize,
+    size: u64,
+    digest: Digest,
+}
+
+impl Clone for ChunkedBody {
+    fn clone(&self) -> Self {
+        ChunkedBody {
+            path: self.path.clone(),
+            file: None,
+            digests: std::sync::Arc::clone(&self.digests),
+            next: 0,
+            size: self.size,
+            digest: self.digest,
+        }
+    }
+}
+
+/// A chunk that did not match its digest: the body file is corrupt.
+#[derive(Debug, thiserror::Error)]
+#[error("stored body {0} failed verification")]
+pub struct CorruptBody(pub Digest);
+
+impl ChunkedBody {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The body's digest (to quarantine it with [`DiskTier::quarantine_body`]).
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// Starts reading at the chunk that holds byte `offset` (for ranges);
+    /// returns where that chunk starts.
+    pub fn skip_to(&mut self, offset: u64) -> u64 {
+        self.next = (offset / CHUNK_SIZE) as usize;
+        self.next as u64 * CHUNK_SIZE
+    }
+
+    /// The next verified chunk; `None` at the end.
+    pub fn next_chunk(&mut self) -> Option<Result<Bytes, CorruptBody>> {
+        let expected = *self.digests.get(self.next)?;
+        let start = self.next as u64 * CHUNK_SIZE;
+        let len = (self.size - start).min(CHUNK_SIZE) as usize;
+        let mut buf = vec![0u8; len];
+        let file = match &mut self.file {
+            Some(file) => Ok(file),
+            None => fs::File::open(&self.path).map(|file| self.file.insert(file)),
+        };
+        let read = file.and_then(|file| file.seek(SeekFrom::Start(start)).and_then(|_| file.read_exact(&mut buf)));
+        self.next += 1;
+        if read.is_err() || Digest::of(&buf) != expected {
+            self.next = self.digests.len();
+            return Some(Err(CorruptBody(self.digest)));
+        }
+        Some(Ok(Bytes::from(buf)))
+    }
+}
+
+/// Eviction brings usage down to this share of the budgets, in batches.
+const LOW_WATER_PERCENT: u64 = 90;
+/// While the disk is full, one insert in this many tries anyway.
+const FULL_RETRY_EVERY: u64 = 32;
+/// Files in tmp/ (or unused bodies) older than this belong to no write in
+/// progress, whichever process made them.
+const ABANDONED_AFTER_SECS: u64 = 60;
+
+/// The disk tier of one node.
+pub struct DiskTier {
+    config: DiskConfig,
+    root: PathBuf,
+    index: Mutex<Index>,
+    names: TempNames,
+    hits: AtomicU64,
+    records_written: AtomicU64,
+    corrupt: AtomicU64,
+    write_errors: AtomicU64,
+    evictions: AtomicU64,
+    /// Admission is stopped while the disk is full.
+    full: AtomicBool,
+    skipped_while_full: AtomicU64,
+    scanned: AtomicBool,
+}
+
+impl DiskTier {
+    /// Opens (or creates) the directory. Writes abandoned in `tmp/` by a
+    /// killed process are removed; nothing else is read.
+    pub fn open(config: DiskConfig) -> io::Result<DiskTier> {
+        let root = config.dir.join("v2");
+        for kind in ["blobs", "records"] {
+            for fan in 0..=255u8 {
+                fs::create_dir_all(root.join(kind).join(format!("{fan:02x}")))?;
+            }
+        }
+        fs::create_dir_all(root.join("quarantine"))?;
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp)?;
+        files::walk(&tmp, &mut |path, _, metadata| {
+            if abandoned(metadata) {
+                let _ = fs::remove_file(path);
+            }
+        });
+        Ok(DiskTier {
+            config,
+            root,
+            index: Mutex::new(Index::default()),
+            names: TempNames::new(),
+            hits: AtomicU64::new(0),
+            records_written: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            full: AtomicBool::new(false),
+            skipped_while_full: AtomicU64::new(0),
+            scanned: AtomicBool::new(false),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record_path(&self, prefix: u64) -> PathBuf {
+        files::path(&self.root, "records", prefix)
+    }
+
+    fn blob_path_of(&self, prefix: u64) -> PathBuf {
+        files::path(&self.root, "blobs", prefix)
+    }
+
+    /// The path of a body file (tests corrupt it on purpose).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blob_path_of(prefix(digest.as_bytes()))
+    }
+
+    /// Walks the tier to rebuild its accounting and eviction order, removes
+    /// bodies no record uses and a previous format's files. Runs in the
+    /// background after start; lookups do not wait.
+    pub fn scan(&self) {
+        // Format 1 (a cache: starting cold is safe).
+        for old in ["blobs", "meta", "vary", "tmp", "quarantine"] {
+            let _ = fs::remove_dir_all(self.config.dir.join(old));
+        }
+        let mut found = Vec::new();
+        files::walk(&self.root.join("records"), &mut |path, name, metadata| {
+            found.push((path.to_path_buf(), files::parse_name(name), files::allocated(metadata)));
+        });
+        for (path, name, disk_bytes) in found {
+            let Some(name) = name else { continue };
+            match fs::read(&path).ok().and_then(|bytes| record::decode(&bytes)) {
+                Some(Record::Response { meta, .. }) => {
+                    self.lock().put_record(name, Some(prefix(meta.digest.as_bytes())), disk_bytes, false);
+                }
+                Some(Record::Vary { .. }) => {
+                    self.lock().put_record(name, None, disk_bytes, false);
+                }
+                None if path.exists() => self.quarantine(&path),
+                None => {}
+            }
+        }
+        let mut blobs = Vec::new();
+        files::walk(&self.root.join("blobs"), &mut |path, name, metadata| {
+            blobs.push((path.to_path_buf(), files::parse_name(name), files::allocated(metadata), abandoned(metadata)));
+        });
+        let mut old = std::collections::HashMap::new();
+        for (path, name, disk_bytes, abandoned) in blobs {
+            let Some(name) = name else { continue };
+            self.lock().add_blob(name, disk_bytes);
+            if abandoned {
+                old.insert(name, path);
+            }
+        }
+        // Bodies no record uses, written more than a minute ago (not by a
+        // write in progress in this or another process).
+        let unused = self.lock().unused_blobs();
+        for blob in unused {
+            if let Some(path) = old.get(&blob) {
+                self.lock().remove_blob(blob);
+                let _ = fs::remove_file(path);
+            }
+        }
+        self.scanned.store(true, Ordering::Relaxed);
+        self.evict_if_needed();
+    }
+
+    /// Reads and verifies the stored response for a request (whose
+    /// Accept-Encoding is already normalised). Bodies up to `whole_max`
+    /// bytes are read and verified whole; larger ones come as a
+    /// [`ChunkedBody`]. A record or body that fails verification is
+    /// quarantined and reported as a miss.
+    pub fn lookup(&self, primary: &Key, request: &HeaderMap, whole_max: u64) -> Option<DiskHit> {
+        let (record_key, meta, chunks) = match self.read_record(primary)? {
+            Record::Response { meta, chunks, .. } => (*primary, meta, chunks),
+            Record::Vary { names, .. } => {
+                let variant = primary.variant(&names, request);
+                match self.read_record(&variant)? {
+                    Record::Response { meta, chunks, .. } => (variant, meta, chunks),
+                    Record::Vary { .. } => return None,
+                }
+            }
+        };
+        let record = prefix(record_key.as_bytes());
+        let blob = prefix(meta.digest.as_bytes());
+        let path = self.blob_path_of(blob);
+        let file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(_) => {
+                // The body is gone (evicted by another process, removed by
+                // hand): the record is useless, and the index forgets both.
+                self.forget_record(record);
+                self.lock().remove_blob(blob);
+                return None;
+            }
+        };
+        let size_ok = file.metadata().is_ok_and(|m| m.len() == meta.size);
+        let chunked = meta.size > whole_max && !chunks.is_empty();
+        let body = if !size_ok || (chunked && chunks.len() as u64 != meta.size.div_ceil(CHUNK_SIZE)) {
+            None
+        } else if chunked {
+            let digests = chunks.into();
+            Some(DiskBody::Chunked(ChunkedBody {
+                path,
+                file: Some(file),
+                digests,
+                next: 0,
+                size: meta.size,
+                digest: meta.digest,
+            }))
+        } else {
+            let mut bytes = Vec::with_capacity(meta.size as usize);
+            let read = (&file).read_to_end(&mut bytes);
+            (read.is_ok() && Digest::of(&bytes) == meta.digest).then(|| DiskBody::Whole(Bytes::from(bytes)))
+        };
+        let Some(body) = body else {
+            self.quarantine_body(&meta.digest);
+            return None;
+        };
+        self.lock().touch(record);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(DiskHit { meta: *meta, body })
+    }
+
+    /// Reads the record stored under `key`; `None` if there is none, it is
+    /// corrupt (quarantined) or it belongs to another key.
+    fn read_record(&self, key: &Key) -> Option<Record> {
+        let path = self.record_path(prefix(key.as_bytes()));
+        let bytes = fs::read(&path).ok()?;
+        let Some(record) = record::decode(&bytes) else {
+            self.quarantine(&path);
+            return None;
+        };
+        // Another key with the same file name: not ours, not corrupt.
+        (record.key() == key).then_some(record)
+    }
+
+    /// Stores a complete response: the body (unless already there), then
+    /// its Vary record, then its record, each by an atomic rename.
+    pub fn insert(&self, primary: &Key, request: &HeaderMap, meta: &Meta, body: &[u8]) {
+        if self.full.load(Ordering::Relaxed)
+            && !self.skipped_while_full.fetch_add(1, Ordering::Relaxed).is_multiple_of(FULL_RETRY_EVERY)
+        {
+            return;
+        }
+        let blob = prefix(meta.digest.as_bytes());
+        let path = self.blob_path_of(blob);
+        // The file, not the index, says whether the body is there: another
+        // process or an operator may have removed it.
+        match fs::metadata(&path) {
+            Ok(existing) if existing.len() == meta.size => self.lock().add_blob(blob, files::allocated(&existing)),
+            _ => match files::write_atomic(&self.root, &self.names, self.config.fsync, &path, body) {
+                Ok(disk_bytes) => self.lock().add_blob(blob, disk_bytes),
+                Err(error) => return self.write_failed(&error),
+            },
+        }
+        if let Err(error) = self.write_records(primary, request, meta, &record::chunk_digests(body)) {
+            return self.write_failed(&error);
+        }
+        self.full.store(false, Ordering::Relaxed);
+        self.evict_if_needed();
+    }
+
+    fn write_records(&self, primary: &Key, request: &HeaderMap, meta: &Meta, chunks: &[Digest]) -> io::Result<()> {
+        if !meta.vary.is_empty() {
+            let bytes = record::encode_vary(primary, &meta.vary);
+            self.write_record(primary, None, &bytes)?;
+        }
+        let key = primary.record(&meta.vary, request);
+        let bytes = record::encode_response(&key, primary, meta, chunks);
+        self.write_record(&key, Some(prefix(meta.digest.as_bytes())), &bytes)?;
+        self.records_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn write_record(&self, key: &Key, blob: Option<u64>, bytes: &[u8]) -> io::Result<()> {
+        let record = prefix(key.as_bytes());
+        let disk_bytes =
+            files::write_atomic(&self.root, &self.names, self.config.fsync, &self.record_path(record), bytes)?;
+        let mut index = self.lock();
+        // A record that replaced one with another body may leave it unused.
+        if let Some(unused) = index.put_record(record, blob, disk_bytes, true) {
+            index.remove_blob(unused);
+            drop(index);
+            let _ = fs::remove_file(self.blob_path_of(unused));
+        }
+        Ok(())
+    }
+
+    /// Replaces the metadata of a stored variant (after a 304), keeping its
+    /// body and chunk digests.
+    pub fn update(&self, primary: &Key, request: &HeaderMap, meta: &Meta) {
+        let key = primary.record(&meta.vary, request);
+        let Some(Record::Response { meta: old, chunks, .. }) = self.read_record(&key) else { return };
+        if old.digest != meta.digest {
+            return;
+        }
+        let bytes = record::encode_response(&key, primary, meta, &chunks);
+        match self.write_record(&key, Some(prefix(meta.digest.as_bytes())), &bytes) {
+            Ok(()) => {
+                self.records_written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => self.write_failed(&error),
+        }
+    }
+
+    /// Forgets every variant of a primary key (its record or Vary record).
+    pub fn remove(&self, primary: &Key) {
+        self.forget_record(prefix(primary.as_bytes()));
+    }
+
+    /// Removes a record file and, if no other record uses its body, the body.
+    fn forget_record(&self, record: u64) {
+        let _ = fs::remove_file(self.record_path(record));
+        let unused = self.lock().remove_record(record);
+        if let Some(blob) = unused {
+            self.lock().remove_blob(blob);
+            let _ = fs::remove_file(self.blob_path_of(blob));
+        }
+    }
+
+    /// Purges every stored response that `matches` selects, durably: hard
+    /// removes the record, soft rewrites it stale. Walks the record files
+    /// (one read per record). Returns how many were purged.
+    pub fn purge(&self, matches: &dyn Fn(&Meta) -> bool, soft: bool) -> u64 {
+        let mut paths = Vec::new();
+        files::walk(&self.root.join("records"), &mut |path, name, _| {
+            if let Some(name) = files::parse_name(name) {
+                paths.push((path.to_path_buf(), name));
+            }
+        });
+        let mut purged = 0;
+        for (path, name) in paths {
+            let Some(Record::Response { key, primary, meta, chunks }) =
+                fs::read(&path).ok().and_then(|bytes| record::decode(&bytes))
+            else {
+                continue;
+            };
+            if !matches(&meta) {
+                continue;
+            }
+            let done = if soft {
+                let bytes = record::encode_response(&key, &primary, &meta.soft_purged(), &chunks);
+                self.write_record(&key, Some(prefix(meta.digest.as_bytes())), &bytes).is_ok()
+            } else {
+                self.forget_record(name);
+                true
+            };
+            purged += u64::from(done);
+        }
+        purged
+    }
+
+    fn write_failed(&self, error: &io::Error) {
+        self.write_errors.fetch_add(1, Ordering::Relaxed);
+        // ENOSPC or EDQUOT: stop admitting, make room, keep serving.
+        if matches!(error.raw_os_error(), Some(28) | Some(122)) {
+            self.full.store(true, Ordering::Relaxed);
+            let limit = self.lock().bytes().min(self.config.max_size);
+            self.evict_to(limit / 100 * LOW_WATER_PERCENT, self.config.max_files / 100 * LOW_WATER_PERCENT);
+        }
+    }
+
+    /// Quarantines a body that failed verification and forgets it.
+    pub fn quarantine_body(&self, digest: &Digest) {
+        let blob = prefix(digest.as_bytes());
+        self.quarantine(&self.blob_path_of(blob));
+        self.lock().remove_blob(blob);
+    }
+
+    fn quarantine(&self, path: &Path) {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+        let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let target = self.root.join("quarantine").join(name);
+        if fs::rename(path, &target).is_err() {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// Evicts down to the low-water marks once a budget is exceeded.
+    fn evict_if_needed(&self) {
+        let (bytes, files) = {
+            let index = self.lock();
+            (index.bytes(), index.files())
+        };
+        if bytes > self.config.max_size || files > self.config.max_files {
+            self.evict_to(
+                self.config.max_size / 100 * LOW_WATER_PERCENT,
+                self.config.max_files / 100 * LOW_WATER_PERCENT,
+            );
+        }
+    }
+
+    fn evict_to(&self, bytes: u64, files: u64) {
+        let victims = self.lock().choose_victims(bytes, files);
+        self.evictions.fetch_add(victims.records.len() as u64, Ordering::Relaxed);
+        for record in victims.records {
+            let _ = fs::remove_file(self.record_path(record));
+        }
+        for blob in victims.blobs {
+            let _ = fs::remove_file(self.blob_path_of(blob));
+        }
+    }
+
+    pub fn stats(&self) -> DiskStats {
+        let index = self.lock();
+        DiskStats {
+            records_written: self.records_written.load(Ordering::Relaxed),
+            blobs: index.blobs(),
+            bytes: index.bytes(),
+            files: index.files(),
+            max_bytes: self.config.max_size,
+            max_files: self.config.max_files,
+            hits: self.hits.load(Ordering::Relaxed),
+            corrupt: self.corrupt.load(Ordering::Relaxed),
+            write_errors: self.write_errors.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            full: self.full.load(Ordering::Relaxed),
+            scanned: self.scanned.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn abandoned(metadata: &fs::Metadata) -> bool {
+    let age = metadata.modified().ok().and_then(|m| m.elapsed().ok());
+    age.is_some_and(|age| age.as_secs() > ABANDONED_AFTER_SECS)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,366 @@
+//! The cache's tiers as one type: the memory tier and, if configured, the
+//! disk tier behind it, with the rules that bind them. The handler, fills,
+//! admin and metrics use only this.
+//!
+//! - Lookups try memory, then disk. Concurrent misses on one key share one
+//!   disk read; a body up to `promote_max` is read and verified whole and
+//!   promoted to memory, a larger one is streamed from disk, verified chunk
+//!   by chunk, and not promoted.
+//! - Stores go to memory at once and to disk behind the response.
+//! - Purges are final: every purge gets an epoch when it begins, and a
+//!   store or promotion that started before a purge it matches is dropped,
+//!   so nothing that was read, fetched or queued for disk before a purge
+//!   puts the purged object back, in either tier. Disk writes and a disk
+//!   purge's walk exclude each other, so a write queued before the purge
+//!   either lands before the walk (and is removed by it) or sees the purge.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use holdfast_cache::{ChunkedBody, DiskBody, DiskTier, Key, Lookup, Meta, Store};
+use http::HeaderMap;
+use tokio::sync::OnceCell;
+
+/// A stored body: in memory, or on disk and read as it is sent.
+#[derive(Debug, Clone)]
+pub(crate) enum StoredBody {
+    Memory(Bytes),
+    Disk(ChunkedBody),
+}
+
+impl StoredBody {
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            StoredBody::Memory(bytes) => bytes.len() as u64,
+            StoredBody::Disk(chunks) => chunks.size(),
+        }
+    }
+}
+
+/// A stored response and its body.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub meta: Arc<Meta>,
+    pub body: StoredBody,
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone)]
+pub(crate) enum Found {
+    Fresh(Stored),
+    Stale(Stored),
+    Miss,
+}
+
+impl Found {
+    fn of(stored: Stored, now: SystemTime) -> Found {
+        if stored.meta.is_fresh(now) { Found::Fresh(stored) } else { Found::Stale(stored) }
+    }
+}
+
+/// How many purges are remembered for the epoch checks. A store that
+/// started more purges ago than this is treated as overtaken by one.
+const REMEMBERED_PURGES: usize = 256;
+
+type Matcher = Arc<dyn Fn(&Meta) -> bool + Send + Sync>;
+
+/// Purges by epoch, the most recent ones with their matchers, and whether
+/// each is still running.
+#[derive(Default)]
+struct Purges {
+    latest: AtomicU64,
+    recent: Mutex<VecDeque<(u64, Matcher, bool)>>,
+    running: AtomicU64,
+}
+
+impl Purges {
+    fn epoch(&self) -> u64 {
+        self.latest.load(Ordering::Acquire)
+    }
+
+    fn begin(&self, matcher: Matcher) -> u64 {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = self.latest.load(Ordering::Acquire) + 1;
+        recent.push_back((epoch, matcher, true));
+        while recent.len() > REMEMBERED_PURGES && recent.front().is_some_and(|(_, _, running)| !running) {
+            recent.pop_front();
+        }
+        self.running.fetch_add(1, Ordering::AcqRel);
+        self.latest.store(epoch, Ordering::Release);
+        epoch
+    }
+
+    fn finish(&self, epoch: u64) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = recent.iter_mut().find(|(e, _, _)| *e == epoch) {
+            entry.2 = false;
+        }
+        self.running.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether a purge begun after `epoch`, or one still running (its disk
+    /// walk may not have reached what was just read), selects `meta`.
+    fn overtaken(&self, epoch: u64, meta: &Meta) -> bool {
+        if self.epoch() == epoch && self.running.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let forgotten = recent.front().is_none_or(|(oldest, _, _)| *oldest > epoch + 1);
+        forgotten || recent.iter().any(|(e, matches, running)| (*e > epoch || *running) && matches(meta))
+    }
+}
+
+/// The outcome of one disk read, shared by every request that waited for it.
+#[derive(Clone)]
+struct DiskRead {
+    /// The key the response was stored under (for Vary, the leader's variant).
+    record: Key,
+    stored: Stored,
+    /// The purge epoch when the read began: a request that joins the read
+    /// later must not promote what a purge since then removed.
+    epoch: u64,
+}
+
+/// Memory, and disk behind it.
+pub struct Tiers {
+    memory: Store,
+    disk: Option<Arc<DiskTier>>,
+    /// Largest body promoted from disk to memory.
+    promote_max: u64,
+    purges: Arc<Purges>,
+    /// Held (shared) by disk writes, (exclusive) by a disk purge's walk.
+    disk_writes: Arc<RwLock<()>>,
+    /// Disk reads in flight, by primary key.
+    reads: Mutex<HashMap<Key, Arc<OnceCell<Option<DiskRead>>>>>,
+}
+
+/// How many purged responses each tier reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    pub memory: u64,
+    pub disk: u64,
+}
+
+impl Tiers {
+    pub fn new(memory: Store, disk: Option<Arc<DiskTier>>) -> Tiers {
+        // A body up to 1/16 of the memory tier is promoted whole: assets
+        // are, large media streams from disk without evicting them.
+        let promote_max = (memory.stats().memory_limit / 16).max(1024 * 1024);
+        Tiers {
+            memory,
+            disk,
+            promote_max,
+            purges: Arc::default(),
+            disk_writes: Arc::default(),
+            reads: Mutex::default(),
+        }
+    }
+
+    pub fn memory(&self) -> &Store {
+        &self.memory
+    }
+
+    pub fn disk(&self) -> Option<&Arc<DiskTier>> {
+        self.disk.as_ref()
+    }
+
+    /// The purge epoch now: pass it to the store calls of work that starts now.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.purges.epoch()
+    }
+
+    /// Memory, then disk (one read per key in flight; promotion of what
+    /// fits). `request` carries the normalised Accept-Encoding.
+    pub(crate) async fn lookup(&self, primary: &Key, request: &HeaderMap, now: SystemTime) -> Found {
+        match self.memory.lookup(primary, request, now) {
+            Lookup::Fresh(hit) => return Found::Fresh(Stored { meta: hit.meta, body: StoredBody::Memory(hit.body) }),
+            Lookup::Stale(hit) => return Found::Stale(Stored { meta: hit.meta, body: StoredBody::Memory(hit.body) }),
+            Lookup::Miss => {}
+        }
+        let Some(disk) = &self.disk else { return Found::Miss };
+        let epoch = self.epoch();
+        let cell = {
+            let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(reads.entry(*primary).or_default())
+        };
+        let read = cell
+            .get_or_init(|| async {
+                let (disk, key, headers, whole_max) = (Arc::clone(disk), *primary, request.clone(), self.promote_max);
+                let hit = tokio::task::spawn_blocking(move || disk.lookup(&key, &headers, whole_max)).await.ok()??;
+                let record = primary.record(&hit.meta.vary, request);
+                let body = match hit.body {
+                    DiskBody::Whole(bytes) => StoredBody::Memory(bytes),
+                    DiskBody::Chunked(chunks) => StoredBody::Disk(chunks),
+                };
+                Some(DiskRead { record, stored: Stored { meta: Arc::new(hit.meta), body }, epoch })
+            })
+            .await
+            .clone();
+        {
+            let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+            if reads.get(primary).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                reads.remove(primary);
+            }
+        }
+        let Some(read) = read else { return Found::Miss };
+        // A shared read answered the leader's variant: another variant
+        // reads its own.
+        if primary.record(&read.stored.meta.vary, request) != read.record {
+            let (disk, key, headers, whole_max) = (Arc::clone(disk), *primary, request.clone(), self.promote_max);
+            let Ok(Some(hit)) = tokio::task::spawn_blocking(move || disk.lookup(&key, &headers, whole_max)).await
+            else {
+                return Found::Miss;
+            };
+            let body = match hit.body {
+                DiskBody::Whole(bytes) => StoredBody::Memory(bytes),
+                DiskBody::Chunked(chunks) => StoredBody::Disk(chunks),
+            };
+            return self.promote(primary, request, Stored { meta: Arc::new(hit.meta), body }, epoch, now);
+        }
+        self.promote(primary, request, read.stored, read.epoch.min(epoch), now)
+    }
+
+    /// A disk hit: into memory if it fits (and no purge overtook the read).
+    fn promote(&self, primary: &Key, request: &HeaderMap, stored: Stored, epoch: u64, now: SystemTime) -> Found {
+        if self.purges.overtaken(epoch, &stored.meta) {
+            return Found::Miss;
+        }
+        let StoredBody::Memory(body) = &stored.body else { return Found::of(stored, now) };
+        let meta = self.memory.insert(primary, request, Meta::clone(&stored.meta), body.clone());
+        if self.purges.overtaken(epoch, &meta) {
+            self.memory.remove(primary);
+            return Found::Miss;
+        }
+        Found::of(Stored { meta, body: stored.body }, now)
+    }
+
+    /// Stores a complete response: in memory at once, on disk behind it;
+    /// nothing if a purge begun since `epoch` selects it.
+    pub(crate) fn store(&self, primary: Key, request: &HeaderMap, meta: Meta, body: Bytes, epoch: u64) {
+        if self.purges.overtaken(epoch, &meta) {
+            return;
+        }
+        let meta = self.memory.insert(&primary, request, meta, body.clone());
+        if self.purges.overtaken(epoch, &meta) {
+            self.memory.remove(&primary);
+            return;
+        }
+        let request = request.clone();
+        self.on_disk(epoch, Arc::clone(&meta), move |disk| disk.insert(&primary, &request, &meta, &body));
+    }
+
+    /// Replaces the metadata of a stored response after a 304, keeping its
+    /// body.
+    pub(crate) fn freshen(&self, primary: Key, request: &HeaderMap, meta: Meta, epoch: u64) -> Arc<Meta> {
+        let meta = self.memory.update(&primary, request, meta);
+        if self.purges.overtaken(epoch, &meta) {
+            self.memory.remove(&primary);
+            return meta;
+        }
+        let (stored, request) = (Arc::clone(&meta), request.clone());
+        self.on_disk(epoch, Arc::clone(&meta), move |disk| disk.update(&primary, &request, &stored));
+        meta
+    }
+
+    /// Forgets every variant of a primary key, in both tiers.
+    pub(crate) fn remove(&self, primary: Key) {
+        self.memory.remove(&primary);
+        if let Some(disk) = self.disk.clone() {
+            tokio::task::spawn_blocking(move || disk.remove(&primary));
+        }
+    }
+
+    /// Runs a disk write off the async threads, detached (a kill during it
+    /// leaves only a temporary file), unless a purge overtook it.
+    fn on_disk(&self, epoch: u64, meta: Arc<Meta>, write: impl FnOnce(&DiskTier) + Send + 'static) {
+        let Some(disk) = self.disk.clone() else { return };
+        let (purges, lock) = (Arc::clone(&self.purges), Arc::clone(&self.disk_writes));
+        tokio::task::spawn_blocking(move || {
+            let _writing = lock.read().unwrap_or_else(|p| p.into_inner());
+            if !purges.overtaken(epoch, &meta) {
+                write(&disk);
+            }
+        });
+    }
+
+    /// Purges every response `matches` selects from both tiers: removed
+    /// (hard) or marked stale (soft). When this returns, no tier serves
+    /// what was purged, whatever was in flight.
+    pub(crate) async fn purge(&self, matches: Matcher, soft: bool) -> PurgeCounts {
+        let epoch = self.purges.begin(Arc::clone(&matches));
+        let counts = self.purge_tiers(matches, soft).await;
+        self.purges.finish(epoch);
+        counts
+    }
+
+    async fn purge_tiers(&self, matches: Matcher, soft: bool) -> PurgeCounts {
+        let memory = self.memory.purge(&*matches, soft);
+        let disk = match &self.disk {
+            Some(disk) => {
+                let (disk, lock) = (Arc::clone(disk), Arc::clone(&self.disk_writes));
+                tokio::task::spawn_blocking(move || {
+                    let _exclusive = lock.write().unwrap_or_else(|p| p.into_inner());
+                    disk.purge(&*matches, soft)
+                })
+                .await
+                .unwrap_or(0)
+            }
+            None => 0,
+        };
+        PurgeCounts { memory, disk }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use holdfast_cache::policy::{self, Exchange};
+    use holdfast_cache::{Digest, StoreConfig};
+    use http::{HeaderValue, StatusCode};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn meta(url: &str, body: &[u8]) -> Meta {
+        let mut headers = HeaderMap::new();
+        headers.insert("cache-control", HeaderValue::from_static("max-age=600"));
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let exchange = Exchange { request_time: now, response_time: now };
+        let storable = policy::evaluate(StatusCode::OK, &headers, exchange).unwrap();
+        Meta::new(url.into(), StatusCode::OK, headers, storable, exchange, Digest::of(body), body.len() as u64)
+    }
+
+    #[test]
+    fn purges_overtake_only_what_they_select_and_only_later_work() {
+        let purges = Purges::default();
+        let before = purges.epoch();
+        let epoch = purges.begin(Arc::new(|m: &Meta| m.url.ends_with("/a")));
+        let (a, b) = (meta("https://h/a", b"a"), meta("https://h/b", b"b"));
+        assert!(purges.overtaken(before, &a));
+        assert!(!purges.overtaken(before, &b));
+        assert!(purges.overtaken(purges.epoch(), &a), "work begun while the purge runs does not store");
+        purges.finish(epoch);
+        assert!(!purges.overtaken(purges.epoch(), &a), "work begun after the purge stores");
+        for _ in 0..REMEMBERED_PURGES {
+            let e = purges.begin(Arc::new(|_: &Meta| false));
+            purges.finish(e);
+        }
+        assert!(purges.overtaken(before, &b), "too old to tell: treated as overtaken");
+    }
+
+    /// A fill that fetched before a purge and stores after it puts nothing back.
+    #[tokio::test]
+    async fn a_store_begun_before_a_purge_is_dropped() {
+        let tiers = Tiers::new(Store::new(&StoreConfig::default()), None);
+        let key = Key::primary("GET", "https", "h", "/a");
+        let request = HeaderMap::new();
+        let epoch = tiers.epoch();
+        tiers.purge(Arc::new(|m: &Meta| m.url.ends_with("/a")), false).await;
+        tiers.store(key, &request, meta("https://h/a", b"old"), Bytes::from_static(b"old"), epoch);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_001);
+        assert!(matches!(tiers.lookup(&key, &request, now).await, Found::Miss));
+        tiers.store(key, &request, meta("https://h/a", b"new"), Bytes::from_static(b"new"), tiers.epoch());
+        assert!(matches!(tiers.lookup(&key, &request, now).await, Found::Fresh(_)));
+    }
+}
