@@ -3,10 +3,35 @@
 config/shield.toml, so the manifests ship exactly the checked configs.
 Run after editing either file; CI fails if they differ (tests/deploy)."""
 import pathlib
+import re
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from budgets import GIB, LOGS, MIB, budgets, quantity  # noqa: E402
 
 root = pathlib.Path(__file__).resolve().parents[2]
 for role in ("edge", "shield"):
     text = (root / "config" / f"{role}.toml").read_text()
+    # Resources follow from the config: memory (Guaranteed QoS: request =
+    # limit) and, for the edge's emptyDir, its sizeLimit and the pod's
+    # ephemeral storage (an emptyDir counts against it).
+    memory, disk = budgets(text)
+    manifest = root / "deploy" / "kubernetes" / role / f"{role}.yaml"
+    yaml_text = manifest.read_text()
+    mem = quantity(memory, 128 * MIB)
+    if role == "edge":
+        volume = quantity(disk, GIB)
+        storage = quantity(disk + LOGS, GIB)
+        yaml_text = re.sub(r"requests: \{cpu: ([^,]+), memory: [^,}]+, ephemeral-storage: [^}]+\}",
+                           f"requests: {{cpu: \\1, memory: {mem}, ephemeral-storage: {storage}}}", yaml_text)
+        yaml_text = re.sub(r"limits: \{cpu: ([^,]+), memory: [^,}]+, ephemeral-storage: [^}]+\}",
+                           f"limits: {{cpu: \\1, memory: {mem}, ephemeral-storage: {storage}}}", yaml_text)
+        yaml_text = re.sub(r"emptyDir: \{sizeLimit: [^}]+\}", f"emptyDir: {{sizeLimit: {volume}}}", yaml_text)
+    else:
+        yaml_text = re.sub(r"requests: \{cpu: ([^,]+), memory: [^}]+\}", f"requests: {{cpu: \\1, memory: {mem}}}", yaml_text)
+        yaml_text = re.sub(r"limits: \{cpu: ([^,]+), memory: [^}]+\}", f"limits: {{cpu: \\1, memory: {mem}}}", yaml_text)
+        yaml_text = re.sub(r"requests: \{storage: [^}]+\}", f"requests: {{storage: {quantity(disk, GIB)}}}", yaml_text)
+    manifest.write_text(yaml_text)
     body = "\n".join("    " + line if line else "" for line in text.splitlines())
     out = root / "deploy" / "kubernetes" / role / f"{role}-config.yaml"
     out.write_text(

@@ -12,6 +12,8 @@ import sys
 import yaml
 
 root = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(root / "deploy" / "kubernetes"))
+from budgets import GIB, LOGS, MIB, budgets, quantity  # noqa: E402
 kube = root / "deploy" / "kubernetes"
 docs = []
 for path in sorted(p for p in kube.rglob("*.yaml") if p.name != "kustomization.yaml"):
@@ -39,6 +41,30 @@ configs = {c["metadata"]["name"]: c["data"]["holdfast.toml"] for c in by_kind.ge
 for role in ("edge", "shield"):
     check(configs.get(f"holdfast-{role}") == (root / "config" / f"{role}.toml").read_text(),
           f"ConfigMap holdfast-{role} must equal config/{role}.toml (run deploy/kubernetes/generate.py)")
+
+def computed(role):
+    memory, disk = budgets((root / "config" / f"{role}.toml").read_text())
+    return quantity(memory, 128 * MIB), disk
+
+
+for w in workloads:
+    # Resources follow from the config (deploy/kubernetes/budgets.py).
+    role = w["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/component")
+    memory, disk = computed(role)
+    container = next(c for c in w["spec"]["template"]["spec"]["containers"] if c["name"] == "holdfast")
+    resources = container.get("resources", {})
+    for side in ("requests", "limits"):
+        check(resources.get(side, {}).get("memory") == memory,
+              f"holdfast-{role}: {side}.memory must be {memory} (computed; run deploy/kubernetes/generate.py)")
+    if role == "edge":
+        cache = next(v for v in w["spec"]["template"]["spec"]["volumes"] if v["name"] == "cache")
+        check(cache["emptyDir"].get("sizeLimit") == quantity(disk, GIB), "holdfast-edge: cache sizeLimit is computed")
+        for side in ("requests", "limits"):
+            check(resources.get(side, {}).get("ephemeral-storage") == quantity(disk + LOGS, GIB),
+                  f"holdfast-edge: {side}.ephemeral-storage covers the emptyDir and the logs")
+    else:
+        claim = w["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+        check(claim == quantity(disk, GIB), "holdfast-shield: the volume claim is computed")
 
 for w in workloads:
     name = w["metadata"]["name"]

@@ -78,7 +78,7 @@ impl Meta {
     /// current_age (RFC 9111 §4.2.3) at `now`.
     pub fn age(&self, now: SystemTime) -> Duration {
         let resident = now.duration_since(self.stored_at).unwrap_or(Duration::ZERO);
-        self.corrected_initial_age + resident
+        self.corrected_initial_age.saturating_add(resident)
     }
 
     /// Fresh means servable without asking the origin. `no-cache` responses

@@ -35,6 +35,8 @@ pub enum NoStoreReason {
     /// The node's budget for bodies in flight was full: the body streamed
     /// through without being stored.
     BufferBudget,
+    /// The origin answered with a content coding the request did not ask for.
+    Coding,
 }
 
 impl NoStoreReason {
@@ -50,6 +52,7 @@ impl NoStoreReason {
             NoStoreReason::TooLarge => "too-large",
             NoStoreReason::Truncated => "truncated",
             NoStoreReason::BufferBudget => "buffer-budget",
+            NoStoreReason::Coding => "coding",
         }
     }
 }
@@ -172,17 +175,27 @@ pub fn freshness_lifetime(
 /// corrected_initial_age (RFC 9111 §4.2.3): the larger of the apparent age
 /// (response_time - Date) and the origin's Age plus the response delay.
 pub fn corrected_initial_age(headers: &HeaderMap, exchange: Exchange) -> Duration {
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::ZERO);
+    let age_value = age(headers).unwrap_or(Duration::ZERO);
     let apparent_age = date_header(headers, header::DATE)
         .and_then(|date| exchange.response_time.duration_since(date).ok())
         .unwrap_or(Duration::ZERO);
     let response_delay = exchange.response_time.duration_since(exchange.request_time).unwrap_or(Duration::ZERO);
-    apparent_age.max(age_value + response_delay)
+    apparent_age.max(age_value.saturating_add(response_delay)).min(MAX_AGE)
+}
+
+/// The largest age a cache must represent (RFC 9111 §1.2.2): a larger or
+/// overflowing value counts as this.
+pub const MAX_AGE: Duration = Duration::from_secs(1 << 31);
+
+/// `Age` (RFC 9111 §5.1): delta-seconds; of a list (several fields or
+/// values), the first; an invalid value is ignored; too large is 2^31.
+pub fn age(headers: &HeaderMap) -> Option<Duration> {
+    let first = headers.get(header::AGE)?.to_str().ok()?.split(',').next()?.trim();
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seconds = first.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(seconds).min(MAX_AGE))
 }
 
 fn date_header(headers: &HeaderMap, name: HeaderName) -> Option<SystemTime> {
@@ -315,6 +328,26 @@ mod tests {
         // A Date in the future does not make the age negative.
         let h = headers(&[("date", httpdate::fmt_http_date(t(99)))]);
         assert_eq!(corrected_initial_age(&h, ex), Duration::from_secs(2));
+    }
+
+    /// Regression (issue 13): `Age: 2^64-1` overflowed the Duration sum and
+    /// panicked the fill, then every lookup of the object.
+    #[test]
+    fn huge_invalid_and_listed_ages() {
+        let ex = Exchange { request_time: t(0), response_time: t(5) };
+        let cases: &[(&str, Duration)] = &[
+            ("18446744073709551615", MAX_AGE),
+            ("99999999999999999999999999", MAX_AGE),
+            ("60, 120", Duration::from_secs(65)),
+            ("-5", Duration::from_secs(5)),
+            ("1e3", Duration::from_secs(5)),
+            ("", Duration::from_secs(5)),
+            (" 30 ", Duration::from_secs(35)),
+        ];
+        for (value, expected) in cases {
+            let h = headers(&[("age", (*value).to_owned())]);
+            assert_eq!(corrected_initial_age(&h, ex), *expected, "Age: {value:?}");
+        }
     }
 
     #[test]

@@ -19,13 +19,22 @@ pub struct FillBudget {
     used: AtomicU64,
     /// Fills that gave up storing because the budget was full.
     shed: AtomicU64,
+    /// Fills cut off because the budget was full and their clients had
+    /// stopped reading.
+    stalled: AtomicU64,
     /// Wakes fills waiting for room.
     released: Notify,
 }
 
 impl FillBudget {
     pub fn new(limit: u64) -> FillBudget {
-        FillBudget { limit, used: AtomicU64::new(0), shed: AtomicU64::new(0), released: Notify::new() }
+        FillBudget {
+            limit,
+            used: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+            stalled: AtomicU64::new(0),
+            released: Notify::new(),
+        }
     }
 
     pub fn limit(&self) -> u64 {
@@ -40,6 +49,16 @@ impl FillBudget {
     /// Fills that gave up storing their body for lack of budget.
     pub fn shed(&self) -> u64 {
         self.shed.load(Ordering::Relaxed)
+    }
+
+    /// Fills cut off because the budget was full and their clients had
+    /// stopped reading.
+    pub fn stalled(&self) -> u64 {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_stalled(&self) {
+        self.stalled.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_shed(&self) {

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use holdfast_cache::policy::{self, Exchange};
-use holdfast_cache::{DigestBuilder, Key, Meta, NoStoreReason, Storable};
+use holdfast_cache::{DigestBuilder, Key, Meta, NoStoreReason, Storable, encoding};
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 use http_body::{Body, Frame};
@@ -149,7 +149,7 @@ impl Fill {
         let id = state.next_reader;
         state.next_reader += 1;
         state.readers.insert(id, Reader { position: 0, waker: None });
-        Some(FillReader { fill: Arc::clone(self), id, position: 0 })
+        Some(FillReader { fill: Arc::clone(self), id, position: 0, offset: 0 })
     }
 
     fn publish_head(&self, head: FillHead) {
@@ -170,7 +170,14 @@ pub(crate) struct FillReader {
     fill: Arc<Fill>,
     id: u64,
     position: usize,
+    /// Bytes of the chunk at `position` already handed out.
+    offset: usize,
 }
+
+/// The largest frame a reader hands its connection. A connection that
+/// cannot write queues a few frames (hyper keeps up to 16): small frames
+/// keep what a client that stopped reading holds small.
+const MAX_FRAME: usize = 16 * 1024;
 
 impl FillReader {
     /// Waits for the response head.
@@ -215,7 +222,15 @@ impl Body for FillReader {
         if this.position < state.base {
             return Poll::Ready(Some(Err(Box::new(IncompleteBody("reader fell behind".into())))));
         }
-        if let Some(chunk) = state.chunks.get(this.position - state.base).cloned() {
+        if let Some(chunk) = state.chunks.get(this.position - state.base) {
+            let end = chunk.len().min(this.offset + MAX_FRAME);
+            let frame = chunk.slice(this.offset..end);
+            if end < chunk.len() {
+                // The rest of this chunk comes with the next polls.
+                this.offset = end;
+                return Poll::Ready(Some(Ok(Frame::data(frame))));
+            }
+            this.offset = 0;
             this.position += 1;
             let retain = state.retain;
             if let Some(reader) = state.readers.get_mut(&this.id) {
@@ -225,7 +240,7 @@ impl Body for FillReader {
             if !retain {
                 this.fill.progress.notify_one();
             }
-            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            return Poll::Ready(Some(Ok(Frame::data(frame))));
         }
         match &state.end {
             Some(Ok(())) => Poll::Ready(None),
@@ -371,6 +386,7 @@ impl FillJob {
         // A stale copy that may not be served on error is no fallback.
         let usable_on_error = stale.as_ref().is_some_and(|hit| hit.meta.usable_on_error(SystemTime::now(), max_stale));
         let is_get = fetch.method == Method::GET;
+        let accept_encoding = fetch.accept_encoding;
         let request_time = SystemTime::now();
         let fetched = match upstream.fetch(fetch).await {
             Ok(fetched) => fetched,
@@ -388,6 +404,10 @@ impl FillJob {
         let (parts, body) = fetched.response.into_parts();
         let mut headers = parts.headers;
         policy::strip_hop_by_hop(&mut headers);
+        // A coded response varies on Accept-Encoding, whether the origin
+        // says so or not: its coding must never reach a client that did not
+        // ask for it (downstream caches are told too).
+        encoding::vary_on_coding(&mut headers);
 
         if let Some(hit) = stale {
             if parts.status == StatusCode::NOT_MODIFIED {
@@ -421,8 +441,13 @@ impl FillJob {
 
         let content_length =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let coding_accepted = encoding::coding_accepted(&headers, accept_encoding);
         let mut storable: Result<Storable, NoStoreReason> = if !cacheable || !is_get {
             Err(NoStoreReason::Method)
+        } else if !coding_accepted {
+            // The origin sent a coding it was not asked for: relay it to
+            // this client (it is what the origin answered) but store nothing.
+            Err(NoStoreReason::Coding)
         } else {
             policy::evaluate(parts.status, &headers, exchange)
         };
@@ -434,7 +459,10 @@ impl FillJob {
                 !headers.contains_key(header::SET_COOKIE)
             }
             Err(_) => false,
-        } && cacheable;
+        } && cacheable
+            // A tier loop (508) is about this request's Via, which a client
+            // can forge: never hand it to other readers.
+            && parts.status != StatusCode::LOOP_DETECTED;
         let head = Arc::new(ResponseHead {
             status: parts.status,
             headers: headers.clone(),
@@ -453,9 +481,17 @@ impl FillJob {
         let mut received: u64 = 0;
         let mut stored = false;
         let end = loop {
-            if !fill.lock().retain && !wait_for_room(fill).await {
-                // Nobody reads and nothing will be stored: stop fetching.
-                return;
+            if !fill.lock().retain {
+                match wait_for_room(fill).await {
+                    Room::Go => {}
+                    // Nobody reads and nothing will be stored: stop fetching.
+                    Room::NoReader => return,
+                    Room::Shed => {
+                        fill.budget.count_stalled();
+                        tracing::debug!(%url, "fill shed: budget full and its clients stopped reading");
+                        break Err("shed: the fill buffer budget is full and the client stopped reading".into());
+                    }
+                }
             }
             match body.frame().await {
                 None => break Ok(()),
@@ -526,7 +562,7 @@ impl FillJob {
                     let mut state = fill.lock();
                     state.chunks.push(chunk);
                     if !state.retain {
-                        drop_consumed_chunks(&mut state, &fill.budget);
+                        let _ = drop_consumed_chunks(&mut state, &fill.budget);
                     }
                     state.wake_readers();
                 }
@@ -537,7 +573,12 @@ impl FillJob {
             _ => Ok(()),
         });
         if let Err(reason) = &end {
-            tracing::warn!(%url, origin = %fetched.origin, %reason, "origin body incomplete; not stored");
+            if reason.starts_with("shed:") {
+                // Counted in /metrics; one line each would flood the log under attack.
+                tracing::debug!(%url, %reason, "fill shed");
+            } else {
+                tracing::warn!(%url, origin = %fetched.origin, %reason, "origin body incomplete; not stored");
+            }
         } else if let (Ok(storable), false) = (storable, stored) {
             let body = concat(&fill.lock().chunks, received);
             let meta = Meta::new(url, parts.status, headers, storable, exchange, hasher.finish(), received);
@@ -563,33 +604,57 @@ fn hand_over_to_store(state: &mut State, body: &Bytes, budget: &FillBudget) {
     state.counted = 0;
 }
 
+/// What a fill that stores nothing does next.
+enum Room {
+    /// Read the next chunk.
+    Go,
+    /// Nobody reads any more: stop fetching.
+    NoReader,
+    /// The budget is full and this fill's readers stopped reading: let go
+    /// of it, so fills whose clients read can go on.
+    Shed,
+}
+
+/// How long a fill's readers may make no progress while the fill budget
+/// is full before the fill is shed.
+const STALL_WHILE_FULL: Duration = Duration::from_secs(1);
+
 /// Waits until the slowest reader is close enough to the newest chunk and
-/// the fill budget has room (a fill holding nothing may always go on).
-/// Returns false when no reader is left.
-async fn wait_for_room(fill: &Fill) -> bool {
+/// the fill budget has room. While the budget is full, a fill whose
+/// readers read nothing for [`STALL_WHILE_FULL`] is shed: the clients that
+/// stopped reading lose their response, not the ones that read.
+async fn wait_for_room(fill: &Fill) -> Room {
+    let mut stalled_since = tokio::time::Instant::now();
     loop {
         let progress = fill.progress.notified();
         let released = fill.budget.released();
         {
             let mut state = fill.lock();
             if state.readers.is_empty() {
-                return false;
+                return Room::NoReader;
             }
-            drop_consumed_chunks(&mut state, &fill.budget);
-            if state.chunks.is_empty() || (state.counted < MAX_BYTES_AHEAD && fill.budget.has_room()) {
-                return true;
+            if drop_consumed_chunks(&mut state, &fill.budget) {
+                stalled_since = tokio::time::Instant::now();
+            }
+            let room = fill.budget.has_room();
+            if room && (state.chunks.is_empty() || state.counted < MAX_BYTES_AHEAD) {
+                return Room::Go;
+            }
+            if !room && !state.chunks.is_empty() && stalled_since.elapsed() >= STALL_WHILE_FULL {
+                return Room::Shed;
             }
         }
         tokio::select! {
             () = progress => {}
             () = released => {}
+            () = tokio::time::sleep_until(stalled_since + STALL_WHILE_FULL) => {}
         }
     }
 }
 
 /// Drops the chunks every reader has read (only once nothing is stored),
-/// and gives their bytes back to the budget.
-fn drop_consumed_chunks(state: &mut State, budget: &FillBudget) {
+/// and gives their bytes back to the budget. Returns whether any went.
+fn drop_consumed_chunks(state: &mut State, budget: &FillBudget) -> bool {
     let consumed = state.slowest().saturating_sub(state.base).min(state.chunks.len());
     if consumed > 0 {
         let bytes: u64 = state.chunks.drain(..consumed).map(|c| c.len() as u64).sum();
@@ -597,7 +662,9 @@ fn drop_consumed_chunks(state: &mut State, budget: &FillBudget) {
         let bytes = bytes.min(state.counted);
         state.counted -= bytes;
         budget.release(bytes);
+        return true;
     }
+    false
 }
 
 /// Copies the chunks into one exact-size buffer. Even a single chunk is

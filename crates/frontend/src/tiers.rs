@@ -61,6 +61,10 @@ impl Found {
     }
 }
 
+/// Disk writes queued or running at most; four run at once.
+const DISK_QUEUE: usize = 64;
+const DISK_WRITERS: usize = 4;
+
 /// How many purges are remembered for the epoch checks. A store that
 /// started more purges ago than this is treated as overtaken by one.
 const REMEMBERED_PURGES: usize = 256;
@@ -133,6 +137,14 @@ pub struct Tiers {
     purges: Arc<Purges>,
     /// Held (shared) by disk writes, (exclusive) by a disk purge's walk.
     disk_writes: Arc<RwLock<()>>,
+    /// Disk writes running or waiting: bounds the temporary files on disk
+    /// and the bodies queued in memory for them.
+    disk_queue: Arc<tokio::sync::Semaphore>,
+    /// Disk writes running at once.
+    disk_writers: Arc<tokio::sync::Semaphore>,
+    /// Writes not queued because the queue was full (the object stays in
+    /// memory; disk admission is best effort).
+    disk_skipped: AtomicU64,
     /// Disk reads in flight, by primary key.
     reads: Mutex<HashMap<Key, Arc<OnceCell<Option<DiskRead>>>>>,
 }
@@ -155,6 +167,9 @@ impl Tiers {
             promote_max,
             purges: Arc::default(),
             disk_writes: Arc::default(),
+            disk_queue: Arc::new(tokio::sync::Semaphore::new(DISK_QUEUE)),
+            disk_writers: Arc::new(tokio::sync::Semaphore::new(DISK_WRITERS)),
+            disk_skipped: AtomicU64::new(0),
             reads: Mutex::default(),
         }
     }
@@ -277,13 +292,28 @@ impl Tiers {
     /// leaves only a temporary file), unless a purge overtook it.
     fn on_disk(&self, epoch: u64, meta: Arc<Meta>, write: impl FnOnce(&DiskTier) + Send + 'static) {
         let Some(disk) = self.disk.clone() else { return };
-        let (purges, lock) = (Arc::clone(&self.purges), Arc::clone(&self.disk_writes));
-        tokio::task::spawn_blocking(move || {
-            let _writing = lock.read().unwrap_or_else(|p| p.into_inner());
-            if !purges.overtaken(epoch, &meta) {
-                write(&disk);
-            }
+        let Ok(queued) = Arc::clone(&self.disk_queue).try_acquire_owned() else {
+            self.disk_skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let (purges, lock, writers) =
+            (Arc::clone(&self.purges), Arc::clone(&self.disk_writes), Arc::clone(&self.disk_writers));
+        tokio::spawn(async move {
+            let _queued = queued;
+            let Ok(_writer) = writers.acquire_owned().await else { return };
+            let _ = tokio::task::spawn_blocking(move || {
+                let _writing = lock.read().unwrap_or_else(|p| p.into_inner());
+                if !purges.overtaken(epoch, &meta) {
+                    write(&disk);
+                }
+            })
+            .await;
         });
+    }
+
+    /// Disk writes skipped because the queue was full.
+    pub fn disk_writes_skipped(&self) -> u64 {
+        self.disk_skipped.load(Ordering::Relaxed)
     }
 
     /// Purges every response `matches` selects from both tiers: removed

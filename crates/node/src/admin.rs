@@ -258,7 +258,15 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(%error, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let admin = Arc::clone(&admin);
         tokio::spawn(async move {
             let service = service_fn(move |request| {

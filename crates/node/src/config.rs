@@ -743,6 +743,10 @@ fn lowercase(hosts: &[String]) -> Vec<String> {
 
 fn check_hosts(hosts: &[String], source: &str, key: &str) -> anyhow::Result<()> {
     for (i, host) in hosts.iter().enumerate() {
+        // An IPv6 literal is named as clients send it: [::1].
+        if host.len() > 2 && host.starts_with('[') && host.ends_with(']') {
+            continue;
+        }
         let name = host.strip_prefix("*.").unwrap_or(host);
         if name.is_empty() || name.contains(['*', ':', '/', ' ']) {
             bail!("{source}: {key}[{i}] = {host:?}: give a host name or *.domain");

@@ -77,6 +77,12 @@ impl RunningNode {
     }
 
     pub async fn start_with(config: NodeConfig, sockets: Sockets) -> anyhow::Result<RunningNode> {
+        if config.sites.iter().any(|site| site.hosts.is_empty()) {
+            tracing::warn!(
+                "a site answers any Host (server.hosts is empty): clients can grow the cache key space at will; \
+                 name the hosts you serve"
+            );
+        }
         let store = Store::new(&config.store);
         let budget = Arc::new(RetryBudget::new(config.retry_ratio, config.retry_min_per_sec));
         let (sites, origins) = reload::build_sites(&config, &budget);

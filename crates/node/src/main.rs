@@ -198,6 +198,12 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     for path in elsewhere.iter().filter(|p| std::fs::metadata(p).is_err()) {
         println!("note: {} is not readable here; it must exist where the node runs", path.display());
     }
+    if config.sites.iter().any(|site| site.hosts.is_empty()) {
+        println!(
+            "note: a site answers any Host (server.hosts is empty): every host a client names becomes part of \
+             cache keys and is sent to the origin; name the hosts you serve"
+        );
+    }
     let origins: usize = config.sites.iter().map(|s| s.origin.members.len()).sum();
     println!(
         "{}: ok ({} listener(s), {} site(s), {} origin(s))",

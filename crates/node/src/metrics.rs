@@ -136,6 +136,31 @@ pub fn render(handler: &Handler, origins: &[(String, Client)], listeners: Listen
             "1 while the disk tier refuses new objects",
             vec![(vec![], i64::from(stats.full))],
         );
+        gauge_family(
+            &mut registry,
+            "disk_tier_bytes",
+            "Bytes the disk tier's files take on disk (records and bodies, allocated blocks)",
+            vec![(vec![], i64_of(stats.bytes))],
+        );
+        gauge_family(
+            &mut registry,
+            "disk_tier_limit_bytes",
+            "cache.disk_size",
+            vec![(vec![], i64_of(stats.max_bytes))],
+        );
+        gauge_family(&mut registry, "disk_tier_files", "Files in the disk tier", vec![(vec![], i64_of(stats.files))]);
+        gauge_family(
+            &mut registry,
+            "disk_tier_limit_files",
+            "cache.disk_max_files",
+            vec![(vec![], i64_of(stats.max_files))],
+        );
+        counter_family(
+            &mut registry,
+            "disk_writes_skipped",
+            "Objects not written to disk because the write queue was full",
+            vec![(vec![], handler.tiers().disk_writes_skipped())],
+        );
     }
     gauge_family(&mut registry, "cache_objects", "Objects stored, by tier (disk: bodies)", objects);
     gauge_family(&mut registry, "cache_bytes", "Body bytes stored, by tier", tier_bytes);
@@ -309,6 +334,7 @@ fn budget_metrics(registry: &mut Registry, handler: &Handler) {
         vec![
             (vec![("reason", "buffer-budget".to_owned())], budget.shed()),
             (vec![("reason", "max-fills".to_owned())], handler.fills_shed()),
+            (vec![("reason", "stalled-reader".to_owned())], budget.stalled()),
         ],
     );
 }

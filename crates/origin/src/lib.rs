@@ -51,6 +51,10 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 64;
+/// The largest read from an HTTP/1.1 origin connection, hence the largest
+/// body chunk a fill gets.
+const ORIGIN_READ_BUFFER: usize = 64 * 1024;
+
 /// Requests in progress per origin (HTTP/1.1: connections; HTTP/2:
 /// streams). Beyond, requests wait within their hold budget: a flood of
 /// misses cannot open unbounded connections to the origin.
@@ -284,6 +288,9 @@ impl Client {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            // Body chunks of at most 64 KiB: what a fill holds per chunk
+            // (and counts in its budget) stays small.
+            .http1_max_buf_size(ORIGIN_READ_BUFFER)
             .build(connector);
         let members = config.members.iter().map(|m| (m.endpoint.clone(), m.weight.max(1), false));
         let fallback = config.fallback.iter().map(|e| (e.clone(), 1, true));

@@ -458,6 +458,7 @@ pub async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> 
 /// scenario tests without exhausting ephemeral ports.
 pub struct KeepAlive {
     addr: SocketAddr,
+    host: String,
     sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>>,
 }
 
@@ -472,7 +473,12 @@ pub enum Outcome {
 
 impl KeepAlive {
     pub fn new(addr: SocketAddr) -> KeepAlive {
-        KeepAlive { addr, sender: None }
+        KeepAlive { addr, host: addr.to_string(), sender: None }
+    }
+
+    /// A client that sends `host` as its Host header.
+    pub fn with_host(addr: SocketAddr, host: &str) -> KeepAlive {
+        KeepAlive { addr, host: host.to_owned(), sender: None }
     }
 
     pub async fn get(&mut self, target: &str) -> Outcome {
@@ -496,7 +502,7 @@ impl KeepAlive {
         }
         // The same Host as `get` and `send`, so both share cache keys.
         let request = Request::get(target)
-            .header("host", self.addr.to_string())
+            .header("host", self.host.as_str())
             .body(http_body_util::Empty::<Bytes>::new())
             .expect("valid request");
         match sender.send_request(request).await {

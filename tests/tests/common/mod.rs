@@ -52,10 +52,16 @@ pub fn urls(urls: &[String]) -> Vec<OriginEntry> {
 
 // ---- the binary as a child process ------------------------------------
 
-/// Builds (if needed) and returns the `holdfast` binary of this workspace.
+/// Builds (if needed) and returns the `holdfast` binary of this workspace
+/// (or the one `HOLDFAST_BIN` names, e.g. a release build for load tests).
 pub fn holdfast_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("HOLDFAST_BIN") {
+            // Relative to the workspace root, where the command was given.
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+            return workspace.join(bin);
+        }
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)

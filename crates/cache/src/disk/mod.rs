@@ -190,6 +190,8 @@ impl ChunkedBody {
     }
 }
 
+/// Files kept in quarantine.
+pub const QUARANTINE_KEPT: usize = 8;
 /// Eviction brings usage down to this share of the budgets, in batches.
 const LOW_WATER_PERCENT: u64 = 90;
 /// While the disk is full, one insert in this many tries anyway.
@@ -523,12 +525,23 @@ impl DiskTier {
         self.lock().remove_blob(blob);
     }
 
+    /// Moves a file that failed verification aside, for inspection; the
+    /// most recent [`QUARANTINE_KEPT`] are kept, so a failing disk cannot
+    /// fill the volume with them.
     fn quarantine(&self, path: &Path) {
         self.corrupt.fetch_add(1, Ordering::Relaxed);
         let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-        let target = self.root.join("quarantine").join(name);
-        if fs::rename(path, &target).is_err() {
+        let dir = self.root.join("quarantine");
+        if fs::rename(path, dir.join(name)).is_err() {
             let _ = fs::remove_file(path);
+        }
+        let mut kept = Vec::new();
+        files::walk(&dir, &mut |path, _, metadata| kept.push((metadata.modified().ok(), path.to_path_buf())));
+        if kept.len() > QUARANTINE_KEPT {
+            kept.sort();
+            for (_, path) in &kept[..kept.len() - QUARANTINE_KEPT] {
+                let _ = fs::remove_file(path);
+            }
         }
     }
 
