@@ -188,59 +188,127 @@ async fn sigterm_drains_in_flight_downloads_and_exits_0() {
     .await
 }
 
+/// Requests on new connections, each, until `stop`: (answered, failures).
+fn load(
+    addr: SocketAddr,
+    paths: &'static [&'static str],
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(usize, Vec<Outcome>)>> {
+    (0..4)
+        .map(|w| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, Vec::new());
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // New connections each time, to cross the handover.
+                    let mut client = KeepAlive::new(addr);
+                    let path = if n % 2 == 0 {
+                        paths[n / 2 % paths.len()].to_owned()
+                    } else {
+                        format!("{}?u={w}-{n}", paths[0])
+                    };
+                    match client.get(&path).await {
+                        Outcome::Answered { status: 200, complete: true, .. } => ok += 1,
+                        other => failed.push(other),
+                    }
+                    n += 1;
+                }
+                (ok, failed)
+            })
+        })
+        .collect()
+}
+
+async fn tally(workers: Vec<tokio::task::JoinHandle<(usize, Vec<Outcome>)>>) -> (usize, Vec<Outcome>) {
+    let (mut ok, mut failed) = (0, Vec::new());
+    for worker in workers {
+        let (o, f) = worker.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    (ok, failed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_under_load_loses_no_request() {
     within(async {
         let origin = FakeOrigin::start().await;
         let dir = temp_dir("upgrade");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut old = NodeProcess::spawn(&serve_args(addr, &origin.url(), &dir, free_port(), &[]));
+        // The same arguments for both processes, admin listener included.
+        let args = serve_args(addr, &origin.url(), &dir, free_port(), &[]);
+        let mut old = NodeProcess::spawn(&args);
         wait_until_serving(addr).await;
 
         // A second node without --upgrade is refused at once, naming the first.
-        let refused = Command::new(holdfast_bin())
-            .args(serve_args(addr, &origin.url(), &dir, free_port(), &[]))
-            .output()
-            .expect("run holdfast");
+        let refused = Command::new(holdfast_bin()).args(&args).output().expect("run holdfast");
         assert!(!refused.status.success());
         let message = String::from_utf8_lossy(&refused.stderr);
         assert!(message.contains(&format!("pid {}", old.child.id())) && message.contains("--upgrade"), "{message}");
 
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let workers: Vec<_> = (0..4)
-            .map(|w| {
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    let (mut ok, mut failed) = (0, Vec::new());
-                    let mut n = 0;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        // New connections each time, to cross the handover.
-                        let mut client = KeepAlive::new(addr);
-                        let path = if n % 2 == 0 { "/hot.js".to_owned() } else { format!("/u/{w}/{n}") };
-                        match client.get(&path).await {
-                            Outcome::Answered { status: 200, complete: true, .. } => ok += 1,
-                            other => failed.push(other),
-                        }
-                        n += 1;
-                    }
-                    (ok, failed)
-                })
-            })
-            .collect();
+        let workers = load(addr, &["/hot.js"], &stop);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut new = NodeProcess::spawn(&serve_args(addr, &origin.url(), &dir, free_port(), &["--upgrade"]));
+        let mut upgrade = args.clone();
+        upgrade.push("--upgrade".into());
+        let mut new = NodeProcess::spawn(&upgrade);
         assert_eq!(old.exit_code().await, Some(0), "the old node drains and exits by itself");
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (mut ok, mut failed) = (0, Vec::new());
-        for worker in workers {
-            let (o, f) = worker.await.unwrap();
-            ok += o;
-            failed.extend(f);
-        }
+        let (ok, failed) = tally(workers).await;
         eprintln!("upgrade under load: {ok} requests ok, {} failed", failed.len());
         assert!(failed.is_empty(), "{failed:?}");
         assert!(ok > 100);
+        new.signal("-TERM");
+        assert_eq!(new.exit_code().await, Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
+
+/// Regression (issue 13): the README's procedure with the default config
+/// (admin listener on) failed: the admin socket was not handed over, and
+/// the new process exited with "Address already in use".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_upgrade_works_with_the_default_config() {
+    within(async {
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let (listen, admin) = (free_port(), free_port());
+        // config/holdfast.toml as shipped, on free ports (tests may not take 8080).
+        let config = std::fs::read_to_string(workspace.join("config/holdfast.toml"))
+            .unwrap()
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{listen}"))
+            .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
+            .replace("dir:demo-site", &format!("dir:{}", workspace.join("config/demo-site").display()));
+        let dir = temp_dir("readme-upgrade");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("holdfast.toml");
+        std::fs::write(&path, config).unwrap();
+        let args: Vec<String> = vec!["serve".into(), "--config".into(), path.display().to_string()];
+        let addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+        let mut old = NodeProcess::spawn(&args);
+        wait_until_serving(addr).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers = load(addr, &["/assets/app.js", "/assets/style.css", "/index.html"], &stop);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut upgrade = args.clone();
+        upgrade.insert(1, "--upgrade".into());
+        let started = std::time::Instant::now();
+        let mut new = NodeProcess::spawn(&upgrade);
+        assert_eq!(old.exit_code().await, Some(0), "the old node drains and exits by itself");
+        let took = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = tally(workers).await;
+        eprintln!(
+            "README upgrade under load: {ok} requests ok, {} failed, old process gone after {took:?}",
+            failed.len()
+        );
+        assert!(failed.is_empty(), "{failed:?}");
+        // The admin listener moved too: the new node answers its probes.
+        let ready = holdfast_test::get(format!("127.0.0.1:{admin}").parse().unwrap(), "/ready").await;
+        assert_eq!(ready.status.as_u16(), 200);
         new.signal("-TERM");
         assert_eq!(new.exit_code().await, Some(0));
         let _ = std::fs::remove_dir_all(&dir);

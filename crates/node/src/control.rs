@@ -10,9 +10,13 @@
 //! Protocol (one line each way, then the descriptors):
 //! - `PID\n` -> `<pid>\n`: who is running (for error messages).
 //! - `UPGRADE\n` -> `<pid> tcp/<addr> udp/<addr>...\n` with one descriptor
-//!   per socket, then the new node sends `READY\n` once it serves. QUIC
-//!   (UDP) sockets are handed over too; QUIC connections still open on the
-//!   old node then break, and their clients reconnect.
+//!   per socket (public TCP, QUIC UDP, admin), then the new node sends
+//!   `READY\n` once it serves. QUIC connections still open on the old node
+//!   get GOAWAY and close once their requests are done.
+//!
+//! The socket lives in a directory only this user can enter, and both ends
+//! check the peer's uid (SO_PEERCRED): another local user can neither take
+//! the listening sockets nor squat the socket's name.
 
 use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Write};
 use std::net::SocketAddr;
@@ -47,15 +51,65 @@ impl SocketKind {
 pub type SharedSocket = (SocketKind, SocketAddr, RawFd);
 
 /// Where a node's control socket lives unless configured: derived from its
-/// first listening address, so `--upgrade` with the same arguments finds it.
+/// first listening address, so `--upgrade` with the same arguments finds
+/// it, in a directory only this user can enter ([`private_dir`]).
 pub fn default_path(first_listen: SocketAddr) -> PathBuf {
     let name = format!("holdfast-{}.sock", first_listen.to_string().replace([':', '[', ']'], "_"));
-    std::env::temp_dir().join(name)
+    private_dir().join(name)
+}
+
+/// `$XDG_RUNTIME_DIR/holdfast`, or `$TMPDIR/holdfast-<uid>`: created 0700.
+/// Another local user must not be able to take the listening sockets or
+/// block startup by squatting the socket's name.
+fn private_dir() -> PathBuf {
+    let uid = nix::unistd::geteuid().as_raw();
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("holdfast"),
+        None => std::env::temp_dir().join(format!("holdfast-{uid}")),
+    }
+}
+
+/// Makes sure the socket's directory exists, belongs to this user and is
+/// closed to everyone else; refuses to use it otherwise.
+fn ensure_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let Some(dir) = path.parent() else { return Ok(()) };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the control socket directory {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let metadata = std::fs::metadata(dir)?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if metadata.uid() != uid || metadata.mode() & 0o077 != 0 {
+        bail!(
+            "the control socket directory {} is not private (owner uid {}, mode {:o}; expected uid {uid}, mode 700): \
+             remove it, or set server.control_socket to a path in a directory only this user can enter",
+            dir.display(),
+            metadata.uid(),
+            metadata.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// Whether the other end of a control connection runs as this user (or root).
+fn trusted_peer(stream: &UnixStream) -> anyhow::Result<()> {
+    let credentials = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)?;
+    let ours = nix::unistd::geteuid().as_raw();
+    if credentials.uid() != ours && credentials.uid() != 0 {
+        bail!("control connection from uid {} refused (this node runs as uid {ours})", credentials.uid());
+    }
+    Ok(())
 }
 
 /// Asks a running node for its pid.
 pub fn running_pid(path: &Path) -> Option<u32> {
     let mut stream = UnixStream::connect(path).ok()?;
+    trusted_peer(&stream).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     stream.write_all(b"PID\n").ok()?;
     let mut line = String::new();
@@ -70,6 +124,7 @@ pub fn serve(
     listeners: Vec<SharedSocket>,
     on_handed_over: impl Fn() + Send + 'static,
 ) -> anyhow::Result<()> {
+    ensure_private(&path)?;
     if path.exists() {
         // A stale socket from a killed node (a live one would have kept the
         // port, and bind would have failed before we got here).
@@ -77,8 +132,16 @@ pub fn serve(
     }
     let listener =
         UnixListener::bind(&path).with_context(|| format!("cannot bind control socket {}", path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
     std::thread::Builder::new().name("holdfast-control".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
+            if let Err(error) = trusted_peer(&stream) {
+                tracing::warn!(error = %format!("{error:#}"), "control connection refused");
+                continue;
+            }
             match handle(stream, &listeners) {
                 Ok(true) => {
                     tracing::info!("listeners handed over to the new node; draining");
@@ -144,6 +207,7 @@ pub fn take_over(path: &Path) -> anyhow::Result<Takeover> {
     let mut stream = UnixStream::connect(path).with_context(|| {
         format!("--upgrade: no running holdfast node answers on the control socket {}", path.display())
     })?;
+    trusted_peer(&stream).context("--upgrade: the control socket belongs to another user")?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(b"UPGRADE\n")?;
     let mut buf = vec![0u8; 4096];
@@ -192,5 +256,37 @@ impl Takeover {
     pub fn confirm(mut self) -> anyhow::Result<()> {
         self.stream.write_all(b"READY\n")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_directory_others_can_enter_is_refused() {
+        let dir = std::env::temp_dir().join(format!("holdfast-control-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let socket = dir.join("node.sock");
+        let error = ensure_private(&socket).unwrap_err().to_string();
+        assert!(error.contains("not private"), "{error}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(ensure_private(&socket).is_ok());
+        // A directory that does not exist yet is created private.
+        let fresh = dir.join("fresh").join("node.sock");
+        ensure_private(&fresh).unwrap();
+        let mode = std::fs::metadata(dir.join("fresh")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_default_socket_lives_in_a_private_directory() {
+        let path = default_path("127.0.0.1:8080".parse().unwrap());
+        let dir = path.parent().unwrap().to_string_lossy().into_owned();
+        assert!(dir.ends_with("/holdfast") || dir.contains("holdfast-"), "{dir}");
     }
 }

@@ -190,8 +190,6 @@ impl RunningNode {
             }
             certificates = Some(resolver);
         }
-        let raw_fds = shared;
-
         let reloader = Arc::new(reload::Reloader::new(
             Arc::clone(&handler),
             certificates.clone(),
@@ -202,9 +200,12 @@ impl RunningNode {
         let readiness = Readiness::new();
         let admin_addr = match config.admin_listen {
             Some(addr) => {
-                let listener =
-                    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on admin {addr}"))?;
+                // Handed over on --upgrade like the public listeners.
+                let listener = tcp_listener(&addr, claim(SocketKind::Tcp, &addr), &config)
+                    .await
+                    .with_context(|| format!("cannot listen on admin {addr}"))?;
                 let local = listener.local_addr()?;
+                shared.push((SocketKind::Tcp, local, listener.as_raw_fd()));
                 let admin = admin::Admin {
                     readiness: readiness.clone(),
                     token: config.admin_token.as_ref().map(|t| t.resolve()).transpose()?,
@@ -230,6 +231,7 @@ impl RunningNode {
             None => None,
         };
 
+        let raw_fds = shared;
         let handed_over = Arc::new(Notify::new());
         let control_socket = match local_addrs.first() {
             Some(first) if config.control_socket.is_some() || first.port() != 0 => {
