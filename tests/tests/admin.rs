@@ -8,22 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{node_with, within};
+use common::{TOKEN, node_with, token_file, with_admin, within};
 use holdfast_node::RunningNode;
 use holdfast_node::config::FileConfig;
 use holdfast_test::{FakeOrigin, Protocol, Reply, get, send};
-
-const TOKEN: &str = "test-token-0123456789";
-
-fn token_file(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("holdfast-token-{name}-{}", std::process::id()));
-    std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
-    path
-}
-
-fn with_admin(token: PathBuf) -> impl FnOnce(&mut FileConfig) {
-    move |c: &mut FileConfig| c.admin.token_file = Some(token)
-}
 
 /// One admin request; returns status and JSON body.
 async fn admin(
@@ -229,37 +217,6 @@ async fn metrics_parse_and_count_known_traffic() {
         assert!(scrape.samples.iter().any(|s| s.metric == "holdfast_access_log_dropped_total"), "{text}");
         let latency = scrape.samples.iter().find(|s| s.metric == "holdfast_origin_latency_seconds");
         assert!(matches!(latency.map(|s| &s.value), Some(prometheus_parse::Value::Histogram(_))), "{text}");
-    })
-    .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_purge_cli_names_a_node_that_is_down_and_fails() {
-    within(async {
-        let origin = FakeOrigin::start().await;
-        let token = token_file("cli");
-        let (node, addr) = node_with(&origin, with_admin(token.clone())).await;
-        get(addr, "/cli.js").await;
-        let down = format!(
-            "http://127.0.0.1:{}",
-            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-        );
-        let up = format!("http://{}", node.admin_addr.unwrap());
-        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = std::process::Command::new(cargo);
-        command
-            .args(["run", "--quiet", "--bin", "holdfast", "--", "purge", "--url"])
-            .arg(format!("http://{}/cli.js", addr.ip()))
-            .args(["--shield", &up, "--node", &down, "--token-file"])
-            .arg(&token)
-            .current_dir(workspace);
-        let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(!output.status.success(), "{stdout}");
-        assert!(stdout.contains(&down) && stdout.contains("FAILED"), "{stdout}");
-        assert!(stdout.lines().any(|l| l.starts_with("shield") && l.contains(&up) && l.contains("200")), "{stdout}");
-        assert_eq!(get(addr, "/cli.js").await.x_cache(), "MISS", "the node that was up purged");
     })
     .await
 }

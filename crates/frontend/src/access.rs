@@ -44,13 +44,6 @@ pub trait AccessLog: Send + Sync + 'static {
     }
 }
 
-/// Set on responses by the handler, read back for the access record.
-#[derive(Debug, Clone)]
-pub(crate) struct Served {
-    pub site: String,
-    pub origin: Option<String>,
-}
-
 /// Counts the bytes of a response body and logs the record at its end.
 pub(crate) struct LoggedBody<B> {
     inner: Pin<Box<B>>,

@@ -1,7 +1,8 @@
 //! TCP listeners: HTTP/1.1 and HTTP/2 on one socket, plaintext (h2c with
 //! prior knowledge) or TLS (ALPN h2, http/1.1), through hyper-util's auto
-//! builder, always with hyper's timer set (without it the header-read
-//! timeout is silently off: notes P6).
+//! builder, always with hyper's timer set (without a timer hyper's
+//! documented 30 s header-read timeout is silently off, a slowloris
+//! exposure; with a timeout but no timer the connection task panics).
 
 use std::convert::Infallible;
 use std::sync::Arc;

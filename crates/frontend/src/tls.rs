@@ -140,7 +140,7 @@ pub fn quic_server_config(resolver: Arc<CertResolver>) -> Result<rustls::ServerC
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h3".to_vec()];
-    // quinn accepts only 0 or u32::MAX here (notes P3).
+    // quinn accepts only 0 or u32::MAX here; u32::MAX allows 0-RTT.
     config.max_early_data_size = u32::MAX;
     Ok(config)
 }

@@ -33,12 +33,16 @@
 //!
 //! All methods block: callers run them off the async worker threads.
 
+mod body;
 mod files;
 mod index;
 pub mod record;
+mod upkeep;
+
+pub use body::{ChunkedBody, CorruptBody, DiskBody, DiskHit};
 
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,6 +55,7 @@ use crate::meta::Meta;
 use files::{TempNames, prefix};
 use index::Index;
 use record::{CHUNK_SIZE, Record};
+use upkeep::abandoned;
 
 /// When written files are flushed to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,100 +111,12 @@ pub struct DiskStats {
     pub scanned: bool,
 }
 
-/// A stored body as read from disk.
-#[derive(Debug)]
-pub enum DiskBody {
-    /// Read and verified whole.
-    Whole(Bytes),
-    /// Verified chunk by chunk as it is read.
-    Chunked(ChunkedBody),
-}
-
-/// A response found on disk.
-#[derive(Debug)]
-pub struct DiskHit {
-    pub meta: Meta,
-    pub body: DiskBody,
-}
-
-/// A large body, read and verified one chunk at a time: no byte is handed
-/// out before the chunk it belongs to matched its digest. Cloning gives an
-/// independent reader from the start (the file is opened at the first read).
-#[derive(Debug)]
-pub struct ChunkedBody {
-    path: PathBuf,
-    file: Option<fs::File>,
-    digests: std::sync::Arc<[Digest]>,
-    next: usize,
-    size: u64,
-    digest: Digest,
-}
-
-impl Clone for ChunkedBody {
-    fn clone(&self) -> Self {
-        ChunkedBody {
-            path: self.path.clone(),
-            file: None,
-            digests: std::sync::Arc::clone(&self.digests),
-            next: 0,
-            size: self.size,
-            digest: self.digest,
-        }
-    }
-}
-
-/// A chunk that did not match its digest: the body file is corrupt.
-#[derive(Debug, thiserror::Error)]
-#[error("stored body {0} failed verification")]
-pub struct CorruptBody(pub Digest);
-
-impl ChunkedBody {
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// The body's digest (to quarantine it with [`DiskTier::quarantine_body`]).
-    pub fn digest(&self) -> Digest {
-        self.digest
-    }
-
-    /// Starts reading at the chunk that holds byte `offset` (for ranges);
-    /// returns where that chunk starts.
-    pub fn skip_to(&mut self, offset: u64) -> u64 {
-        self.next = (offset / CHUNK_SIZE) as usize;
-        self.next as u64 * CHUNK_SIZE
-    }
-
-    /// The next verified chunk; `None` at the end.
-    pub fn next_chunk(&mut self) -> Option<Result<Bytes, CorruptBody>> {
-        let expected = *self.digests.get(self.next)?;
-        let start = self.next as u64 * CHUNK_SIZE;
-        let len = (self.size - start).min(CHUNK_SIZE) as usize;
-        let mut buf = vec![0u8; len];
-        let file = match &mut self.file {
-            Some(file) => Ok(file),
-            None => fs::File::open(&self.path).map(|file| self.file.insert(file)),
-        };
-        let read = file.and_then(|file| file.seek(SeekFrom::Start(start)).and_then(|_| file.read_exact(&mut buf)));
-        self.next += 1;
-        if read.is_err() || Digest::of(&buf) != expected {
-            self.next = self.digests.len();
-            return Some(Err(CorruptBody(self.digest)));
-        }
-        Some(Ok(Bytes::from(buf)))
-    }
-}
-
 /// Files kept in quarantine.
 pub const QUARANTINE_KEPT: usize = 8;
 /// Eviction brings usage down to this share of the budgets, in batches.
 const LOW_WATER_PERCENT: u64 = 90;
 /// While the disk is full, one insert in this many tries anyway.
 const FULL_RETRY_EVERY: u64 = 32;
-/// Files in tmp/ (or unused bodies) older than this belong to no write in
-/// progress, whichever process made them.
-const ABANDONED_AFTER_SECS: u64 = 60;
-
 /// The disk tier of one node.
 pub struct DiskTier {
     config: DiskConfig,
@@ -272,56 +189,6 @@ impl DiskTier {
         self.blob_path_of(prefix(digest.as_bytes()))
     }
 
-    /// Walks the tier to rebuild its accounting and eviction order, removes
-    /// bodies no record uses and a previous format's files. Runs in the
-    /// background after start; lookups do not wait.
-    pub fn scan(&self) {
-        // Format 1 (a cache: starting cold is safe).
-        for old in ["blobs", "meta", "vary", "tmp", "quarantine"] {
-            let _ = fs::remove_dir_all(self.config.dir.join(old));
-        }
-        let mut found = Vec::new();
-        files::walk(&self.root.join("records"), &mut |path, name, metadata| {
-            found.push((path.to_path_buf(), files::parse_name(name), files::allocated(metadata)));
-        });
-        for (path, name, disk_bytes) in found {
-            let Some(name) = name else { continue };
-            match fs::read(&path).ok().and_then(|bytes| record::decode(&bytes)) {
-                Some(Record::Response { meta, .. }) => {
-                    self.lock().put_record(name, Some(prefix(meta.digest.as_bytes())), disk_bytes, false);
-                }
-                Some(Record::Vary { .. }) => {
-                    self.lock().put_record(name, None, disk_bytes, false);
-                }
-                None if path.exists() => self.quarantine(&path),
-                None => {}
-            }
-        }
-        let mut blobs = Vec::new();
-        files::walk(&self.root.join("blobs"), &mut |path, name, metadata| {
-            blobs.push((path.to_path_buf(), files::parse_name(name), files::allocated(metadata), abandoned(metadata)));
-        });
-        let mut old = std::collections::HashMap::new();
-        for (path, name, disk_bytes, abandoned) in blobs {
-            let Some(name) = name else { continue };
-            self.lock().add_blob(name, disk_bytes);
-            if abandoned {
-                old.insert(name, path);
-            }
-        }
-        // Bodies no record uses, written more than a minute ago (not by a
-        // write in progress in this or another process).
-        let unused = self.lock().unused_blobs();
-        for blob in unused {
-            if let Some(path) = old.get(&blob) {
-                self.lock().remove_blob(blob);
-                let _ = fs::remove_file(path);
-            }
-        }
-        self.scanned.store(true, Ordering::Relaxed);
-        self.evict_if_needed();
-    }
-
     /// Reads and verifies the stored response for a request (whose
     /// Accept-Encoding is already normalised). Bodies up to `whole_max`
     /// bytes are read and verified whole; larger ones come as a
@@ -356,15 +223,7 @@ impl DiskTier {
         let body = if !size_ok || (chunked && chunks.len() as u64 != meta.size.div_ceil(CHUNK_SIZE)) {
             None
         } else if chunked {
-            let digests = chunks.into();
-            Some(DiskBody::Chunked(ChunkedBody {
-                path,
-                file: Some(file),
-                digests,
-                next: 0,
-                size: meta.size,
-                digest: meta.digest,
-            }))
+            Some(DiskBody::Chunked(ChunkedBody::new(path, file, chunks.into(), meta.size, meta.digest)))
         } else {
             let mut bytes = Vec::with_capacity(meta.size as usize);
             let read = (&file).read_to_end(&mut bytes);
@@ -508,68 +367,6 @@ impl DiskTier {
         purged
     }
 
-    fn write_failed(&self, error: &io::Error) {
-        self.write_errors.fetch_add(1, Ordering::Relaxed);
-        // ENOSPC or EDQUOT: stop admitting, make room, keep serving.
-        if matches!(error.raw_os_error(), Some(28) | Some(122)) {
-            self.full.store(true, Ordering::Relaxed);
-            let limit = self.lock().bytes().min(self.config.max_size);
-            self.evict_to(limit / 100 * LOW_WATER_PERCENT, self.config.max_files / 100 * LOW_WATER_PERCENT);
-        }
-    }
-
-    /// Quarantines a body that failed verification and forgets it.
-    pub fn quarantine_body(&self, digest: &Digest) {
-        let blob = prefix(digest.as_bytes());
-        self.quarantine(&self.blob_path_of(blob));
-        self.lock().remove_blob(blob);
-    }
-
-    /// Moves a file that failed verification aside, for inspection; the
-    /// most recent [`QUARANTINE_KEPT`] are kept, so a failing disk cannot
-    /// fill the volume with them.
-    fn quarantine(&self, path: &Path) {
-        self.corrupt.fetch_add(1, Ordering::Relaxed);
-        let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-        let dir = self.root.join("quarantine");
-        if fs::rename(path, dir.join(name)).is_err() {
-            let _ = fs::remove_file(path);
-        }
-        let mut kept = Vec::new();
-        files::walk(&dir, &mut |path, _, metadata| kept.push((metadata.modified().ok(), path.to_path_buf())));
-        if kept.len() > QUARANTINE_KEPT {
-            kept.sort();
-            for (_, path) in &kept[..kept.len() - QUARANTINE_KEPT] {
-                let _ = fs::remove_file(path);
-            }
-        }
-    }
-
-    /// Evicts down to the low-water marks once a budget is exceeded.
-    fn evict_if_needed(&self) {
-        let (bytes, files) = {
-            let index = self.lock();
-            (index.bytes(), index.files())
-        };
-        if bytes > self.config.max_size || files > self.config.max_files {
-            self.evict_to(
-                self.config.max_size / 100 * LOW_WATER_PERCENT,
-                self.config.max_files / 100 * LOW_WATER_PERCENT,
-            );
-        }
-    }
-
-    fn evict_to(&self, bytes: u64, files: u64) {
-        let victims = self.lock().choose_victims(bytes, files);
-        self.evictions.fetch_add(victims.records.len() as u64, Ordering::Relaxed);
-        for record in victims.records {
-            let _ = fs::remove_file(self.record_path(record));
-        }
-        for blob in victims.blobs {
-            let _ = fs::remove_file(self.blob_path_of(blob));
-        }
-    }
-
     pub fn stats(&self) -> DiskStats {
         let index = self.lock();
         DiskStats {
@@ -587,11 +384,6 @@ impl DiskTier {
             scanned: self.scanned.load(Ordering::Relaxed),
         }
     }
-}
-
-fn abandoned(metadata: &fs::Metadata) -> bool {
-    let age = metadata.modified().ok().and_then(|m| m.elapsed().ok());
-    age.is_some_and(|age| age.as_secs() > ABANDONED_AFTER_SECS)
 }
 
 #[cfg(test)]

@@ -17,32 +17,28 @@
 //! h3 adds neither `date` nor `content-length` to responses, so this module
 //! does.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use h3::quic::{self, StreamId};
-use h3::server::{RequestResolver, RequestStream};
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response};
-use http_body::{Body, Frame};
-use http_body_util::BodyExt;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+mod early;
+mod request;
+
+use early::{EarlyStreams, TrackedConnection};
+use request::request;
+
 use crate::connections::{ConnectionLimiter, ConnectionLimits};
-use crate::handler::{EarlyData, Handler};
+use crate::handler::Handler;
 use crate::server::stopped;
 use crate::tls::{CertResolver, TlsError, quic_server_config};
-use crate::upstream::BoxError;
 
 /// When clients must prove their address with a QUIC Retry before the
 /// node spends a handshake on them (RFC 9000 §8.1). A Retry costs an honest
@@ -426,222 +422,6 @@ async fn handshake(
             tracing::debug!(%peer, "QUIC handshake timed out");
             stats.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
             None
-        }
-    }
-}
-
-type Resolver = RequestResolver<TrackedConnection, Bytes>;
-type Stream = RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
-
-/// One request: its header section (bounded in time), then the handler's
-/// response.
-fn request(
-    resolver: Resolver,
-    handler: &Arc<Handler>,
-    early: &Arc<EarlyStreams>,
-    config: &H3Config,
-    stats: &Arc<QuicStats>,
-) -> impl Future<Output = ()> + use<> {
-    let (handler, early, stats) = (Arc::clone(handler), Arc::clone(early), Arc::clone(stats));
-    let (header_read_timeout, send_timeout) = (config.header_read_timeout, config.send_timeout);
-    async move {
-        let _in_flight = Gauge::up(&stats.requests);
-        let (request, stream) = match tokio::time::timeout(header_read_timeout, resolver.resolve_request()).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "HTTP/3 request head rejected");
-                return;
-            }
-            Err(_) => {
-                stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        let early_data = early.take(stream.id());
-        respond(request, stream, &handler, early_data, send_timeout, &stats).await;
-    }
-}
-
-async fn respond(
-    request: Request<()>,
-    stream: Stream,
-    handler: &Handler,
-    early_data: bool,
-    send_timeout: Duration,
-    stats: &QuicStats,
-) {
-    let (mut send, recv) = stream.split();
-    let is_head = request.method() == Method::HEAD;
-    let (mut parts, ()) = request.into_parts();
-    if early_data {
-        parts.extensions.insert(EarlyData);
-    }
-    let body = RecvBody(Mutex::new(recv));
-    let response = handler.handle(Request::from_parts(parts, body), "https").await;
-    let (mut head, mut body) = response.into_parts();
-    head.headers.entry(header::DATE).or_insert_with(crate::date::now);
-    if !is_head
-        && !head.headers.contains_key(header::CONTENT_LENGTH)
-        && let Some(len) = body.size_hint().exact()
-    {
-        head.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    if send.send_response(Response::from_parts(head, ())).await.is_err() {
-        return;
-    }
-    if !is_head {
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(frame) => {
-                    let Ok(data) = frame.into_data() else { continue };
-                    match tokio::time::timeout(send_timeout, send.send_data(data)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(_) => {
-                            // The client gives no flow-control credit: let go.
-                            stats.send_timeouts.fetch_add(1, Ordering::Relaxed);
-                            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
-                            return;
-                        }
-                    }
-                }
-                Err(error) => {
-                    // The origin body broke: abort the stream, never a short 200.
-                    tracing::debug!(%error, "aborting HTTP/3 response");
-                    send.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
-                    return;
-                }
-            }
-        }
-    }
-    let _ = send.finish().await;
-}
-
-/// Which request streams of a connection were opened in 0-RTT, and whether
-/// the handshake has completed.
-#[derive(Debug, Default)]
-struct EarlyStreams {
-    confirmed: AtomicBool,
-    confirmed_signal: Notify,
-    streams: Mutex<Vec<StreamId>>,
-}
-
-impl EarlyStreams {
-    fn confirm(&self) {
-        self.confirmed.store(true, Ordering::Release);
-        self.confirmed_signal.notify_one();
-    }
-
-    /// Resolves once the handshake has completed.
-    async fn wait_confirmed(&self) {
-        if !self.confirmed() {
-            self.confirmed_signal.notified().await;
-        }
-    }
-
-    fn confirmed(&self) -> bool {
-        self.confirmed.load(Ordering::Acquire)
-    }
-
-    /// Whether `id` was opened as early data (and forgets it).
-    fn take(&self, id: StreamId) -> bool {
-        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        match streams.iter().position(|s| *s == id) {
-            Some(i) => {
-                streams.swap_remove(i);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// h3-quinn's connection, noting the request streams accepted before the
-/// handshake completed: those arrived as 0-RTT data. (quinn marks such
-/// streams itself, but h3-quinn does not expose the mark.)
-struct TrackedConnection {
-    inner: h3_quinn::Connection,
-    /// Resolves when the handshake completes; `None` once it has.
-    accepted: Option<quinn::ZeroRttAccepted>,
-    early: Arc<EarlyStreams>,
-}
-
-impl TrackedConnection {
-    fn poll_handshake(&mut self, cx: &mut Context<'_>) {
-        if let Some(accepted) = &mut self.accepted
-            && Pin::new(accepted).poll(cx).is_ready()
-        {
-            self.accepted = None;
-            self.early.confirm();
-        }
-    }
-}
-
-impl<B: Buf> quic::Connection<B> for TrackedConnection {
-    type RecvStream = h3_quinn::RecvStream;
-    type OpenStreams = h3_quinn::OpenStreams;
-
-    fn poll_accept_recv(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Self::RecvStream, quic::ConnectionErrorIncoming>> {
-        quic::Connection::<B>::poll_accept_recv(&mut self.inner, cx)
-    }
-
-    fn poll_accept_bidi(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Self::BidiStream, quic::ConnectionErrorIncoming>> {
-        // The handshake's completion is signalled before the streams that
-        // follow it, so polling it first leaves no stream misclassified.
-        self.poll_handshake(cx);
-        let polled = quic::Connection::<B>::poll_accept_bidi(&mut self.inner, cx);
-        if let Poll::Ready(Ok(stream)) = &polled {
-            self.poll_handshake(cx);
-            if !self.early.confirmed() {
-                let id = quic::RecvStream::recv_id(stream);
-                self.early.streams.lock().unwrap_or_else(|p| p.into_inner()).push(id);
-            }
-        }
-        polled
-    }
-
-    fn opener(&self) -> Self::OpenStreams {
-        quic::Connection::<B>::opener(&self.inner)
-    }
-}
-
-impl<B: Buf> quic::OpenStreams<B> for TrackedConnection {
-    type BidiStream = h3_quinn::BidiStream<B>;
-    type SendStream = h3_quinn::SendStream<B>;
-
-    fn poll_open_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::BidiStream, quic::StreamErrorIncoming>> {
-        quic::OpenStreams::<B>::poll_open_bidi(&mut self.inner, cx)
-    }
-
-    fn poll_open_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::SendStream, quic::StreamErrorIncoming>> {
-        quic::OpenStreams::<B>::poll_open_send(&mut self.inner, cx)
-    }
-
-    fn close(&mut self, code: h3::error::Code, reason: &[u8]) {
-        quic::OpenStreams::<B>::close(&mut self.inner, code, reason)
-    }
-}
-
-/// A request body read from an HTTP/3 stream (pass-through methods).
-struct RecvBody(Mutex<RequestStream<h3_quinn::RecvStream, Bytes>>);
-
-impl Body for RecvBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut stream = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match stream.poll_recv_data(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(Some(mut buf))) => Poll::Ready(Some(Ok(Frame::data(buf.copy_to_bytes(buf.remaining()))))),
-            Poll::Ready(Ok(None)) => Poll::Ready(None),
-            Poll::Ready(Err(error)) => Poll::Ready(Some(Err(Box::new(error)))),
         }
     }
 }

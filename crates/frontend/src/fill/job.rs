@@ -1,365 +1,99 @@
-//! Coalesced fills: where the cache meets the origin.
-//!
-//! A fill is one origin fetch for one cache key, run as a detached task so
-//! it goes on when the client that started it disconnects (a cancelled
-//! leader must not make followers fetch again, see notes/rust-stack.md §7).
-//! Every concurrent request for the key reads the same fill: each reader
-//! gets the response head, then the body chunks from the first one, as they
-//! arrive.
-//!
-//! While a body may still be stored, the fill keeps every chunk (it needs
-//! them to store the object, and late joiners start from byte 0). Once it
-//! knows the body will not be stored (larger than the maximum object size,
-//! or no room left in the node's [`FillBudget`]), it leaves the in-flight
-//! map, keeps only what its slowest reader has not read yet, and waits for
-//! readers (and for room in the budget) instead of buffering ahead. Every
-//! chunk a fill holds is counted in the budget; once the body is stored,
-//! the chunks are swapped for slices of the stored copy, so a slow reader
-//! of a stored object holds no second copy.
-//!
-//! A body that ends early (origin closed, fewer bytes than Content-Length,
-//! stalled past the idle timeout) is never stored, and every reader gets an
-//! error instead of the end of the body, so clients see an aborted response
-//! rather than a short 200.
+//! One fill's task: the origin fetch, revalidation and stale serving, and
+//! the body streamed to the readers, counted in the fill budget, stored
+//! when complete and allowed.
 
-use std::collections::HashMap;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use holdfast_cache::policy::{self, Exchange};
 use holdfast_cache::{DigestBuilder, Key, Meta, NoStoreReason, Storable, encoding};
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
-use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use tokio::sync::Notify;
 
+use super::{Fill, FillHead, Inflight, ResponseHead, State};
 use crate::budget::FillBudget;
+use crate::handler::ClientRequest;
 use crate::tiers::{Stored, Tiers};
-use crate::upstream::{BoxError, Fetch, Upstream, UpstreamBody, UpstreamError};
+use crate::upstream::{Fetch, PassThroughBody, Upstream, UpstreamError};
 
 /// How far a fill that does not store its body may run ahead of its
 /// slowest reader, in bytes (it always may hold one chunk).
 const MAX_BYTES_AHEAD: u64 = 512 * 1024;
 
-/// What a fill learned from the origin, shared by all its readers.
-#[derive(Clone)]
-pub(crate) enum FillHead {
-    /// A response whose body streams through the fill.
-    Response(Arc<ResponseHead>),
-    /// The origin confirmed the stale stored response (304): serve it.
-    /// Not shareable when the 304 made it private: other readers fetch
-    /// their own.
-    Revalidated(Stored, bool),
-    /// The origin failed but a stale stored response exists: serve it.
-    Stale(Stored, Arc<UpstreamError>),
-    /// The origin failed and nothing is stored.
-    Failed(Arc<UpstreamError>),
-}
-
-pub(crate) struct ResponseHead {
-    pub status: StatusCode,
-    /// Relayed headers (hop-by-hop fields removed).
-    pub headers: HeaderMap,
-    pub origin: String,
-    /// Whether the body will be stored, or why not.
-    pub storable: Result<(), NoStoreReason>,
-    /// Whether readers other than the leader may be given this response.
-    /// Responses with Set-Cookie, `private` or `no-store` are for one client.
-    pub shareable: bool,
-}
-
-/// One reader of a fill: the next chunk it reads, and its waker (one per
-/// reader, replaced on every poll, so spurious polls cannot grow a list).
-struct Reader {
-    position: usize,
-    waker: Option<Waker>,
-}
-
-#[derive(Default)]
-struct State {
-    head: Option<FillHead>,
-    /// Chunks from index `base` on; earlier ones were dropped.
-    chunks: Vec<Bytes>,
-    base: usize,
-    /// Bytes of `chunks` counted in the fill budget.
-    counted: u64,
-    /// `Some(Ok)` when the body ended completely, `Some(Err)` when it broke.
-    end: Option<Result<(), String>>,
-    /// False once the body is known not to be stored.
-    retain: bool,
-    readers: HashMap<u64, Reader>,
-    next_reader: u64,
-}
-
-impl State {
-    fn wake_readers(&mut self) {
-        for reader in self.readers.values_mut() {
-            if let Some(waker) = reader.waker.take() {
-                waker.wake();
-            }
-        }
-    }
-
-    /// The position of the slowest reader (the end when there is none).
-    fn slowest(&self) -> usize {
-        self.readers.values().map(|r| r.position).min().unwrap_or(self.base + self.chunks.len())
-    }
-}
-
-pub(crate) struct Fill {
-    state: Mutex<State>,
-    /// Wakes the fill task when a reader advances or leaves.
-    progress: Notify,
-    budget: Arc<FillBudget>,
-}
-
-impl Drop for Fill {
-    fn drop(&mut self) {
-        let counted = self.lock().counted;
-        self.budget.release(counted);
-    }
-}
-
-impl Fill {
-    fn new(budget: &Arc<FillBudget>) -> Arc<Fill> {
-        Arc::new(Fill {
-            state: Mutex::new(State { retain: true, ..State::default() }),
-            progress: Notify::new(),
-            budget: Arc::clone(budget),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock would be a bug in this module;
-        // the state is still consistent enough to read, so recover it.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Registers a reader at byte 0. `None` if the fill already dropped
-    /// chunks (it will not store its body), so the caller must fetch itself.
-    pub(crate) fn join(self: &Arc<Fill>) -> Option<FillReader> {
-        let mut state = self.lock();
-        if state.base > 0 {
-            return None;
-        }
-        let id = state.next_reader;
-        state.next_reader += 1;
-        state.readers.insert(id, Reader { position: 0, waker: None });
-        Some(FillReader { fill: Arc::clone(self), id, position: 0, offset: 0 })
-    }
-
-    fn publish_head(&self, head: FillHead) {
-        let mut state = self.lock();
-        state.head = Some(head);
-        state.wake_readers();
-    }
-
-    fn finish(&self, end: Result<(), String>) {
-        let mut state = self.lock();
-        state.end = Some(end);
-        state.wake_readers();
-    }
-}
-
-/// One request's view of a fill. Dropping it unregisters the reader.
-pub(crate) struct FillReader {
-    fill: Arc<Fill>,
-    id: u64,
-    position: usize,
-    /// Bytes of the chunk at `position` already handed out.
-    offset: usize,
-}
-
-/// The largest frame a reader hands its connection. A connection that
-/// cannot write queues a few frames (hyper keeps up to 16): small frames
-/// keep what a client that stopped reading holds small.
-const MAX_FRAME: usize = 16 * 1024;
-
-impl FillReader {
-    /// Waits for the response head.
-    pub(crate) async fn head(&self) -> FillHead {
-        std::future::poll_fn(|cx| {
-            let mut state = self.fill.lock();
-            match &state.head {
-                Some(head) => Poll::Ready(head.clone()),
-                None => {
-                    if let Some(reader) = state.readers.get_mut(&self.id) {
-                        reader.waker = Some(cx.waker().clone());
-                    }
-                    Poll::Pending
-                }
-            }
-        })
-        .await
-    }
-}
-
-impl Drop for FillReader {
-    fn drop(&mut self) {
-        let mut state = self.fill.lock();
-        state.readers.remove(&self.id);
-        drop(state);
-        self.fill.progress.notify_one();
-    }
-}
-
-/// The body error a reader sees when the origin body broke.
-#[derive(Debug, thiserror::Error)]
-#[error("origin body incomplete: {0}")]
-pub struct IncompleteBody(pub String);
-
-impl Body for FillReader {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let mut state = this.fill.lock();
-        if this.position < state.base {
-            return Poll::Ready(Some(Err(Box::new(IncompleteBody("reader fell behind".into())))));
-        }
-        if let Some(chunk) = state.chunks.get(this.position - state.base) {
-            let end = chunk.len().min(this.offset + MAX_FRAME);
-            let frame = chunk.slice(this.offset..end);
-            if end < chunk.len() {
-                // The rest of this chunk comes with the next polls.
-                this.offset = end;
-                return Poll::Ready(Some(Ok(Frame::data(frame))));
-            }
-            this.offset = 0;
-            this.position += 1;
-            let retain = state.retain;
-            if let Some(reader) = state.readers.get_mut(&this.id) {
-                reader.position = this.position;
-            }
-            drop(state);
-            if !retain {
-                this.fill.progress.notify_one();
-            }
-            return Poll::Ready(Some(Ok(Frame::data(frame))));
-        }
-        match &state.end {
-            Some(Ok(())) => Poll::Ready(None),
-            Some(Err(reason)) => Poll::Ready(Some(Err(Box::new(IncompleteBody(reason.clone()))))),
-            None => {
-                if let Some(reader) = state.readers.get_mut(&this.id) {
-                    reader.waker = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
-/// In-flight fills by coalescing key, within a node-wide count and budget.
-pub(crate) struct Inflight {
-    fills: Mutex<HashMap<Key, Arc<Fill>>>,
-    budget: Arc<FillBudget>,
-    max_fills: usize,
-    /// New fills refused because `max_fills` were running.
-    shed: std::sync::atomic::AtomicU64,
-}
-
-/// No new fill: as many as the node allows are running.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TooManyFills;
-
-impl Inflight {
-    pub(crate) fn new(budget: Arc<FillBudget>, max_fills: usize) -> Inflight {
-        Inflight { fills: Mutex::default(), budget, max_fills, shed: Default::default() }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Arc<Fill>>> {
-        self.fills.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub(crate) fn budget(&self) -> &Arc<FillBudget> {
-        &self.budget
-    }
-
-    /// New fills refused because the node ran as many as it allows.
-    pub(crate) fn shed(&self) -> u64 {
-        self.shed.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Joins the fill running for `key`, or starts one with `start` unless
-    /// the node already runs its maximum of fills. Returns the reader and
-    /// whether this request leads the fill.
-    pub(crate) fn join_or_start(
-        self: &Arc<Self>,
-        key: Key,
-        start: impl FnOnce() -> FillJob,
-    ) -> Result<(FillReader, bool), TooManyFills> {
-        let mut fills = self.lock();
-        if let Some(reader) = fills.get(&key).and_then(|fill| fill.join()) {
-            return Ok((reader, false));
-        }
-        if fills.len() >= self.max_fills {
-            self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(TooManyFills);
-        }
-        let fill = Fill::new(&self.budget);
-        // A new fill has no dropped chunks, so joining cannot fail.
-        let reader = fill.join().expect("a new fill accepts readers");
-        fills.insert(key, Arc::clone(&fill));
-        drop(fills);
-        let job = start();
-        tokio::spawn(job.run(fill, Some((Arc::clone(self), key))));
-        Ok((reader, true))
-    }
-
-    /// Starts a fill that nobody else joins (pass-through, or a follower
-    /// that may not share the leader's response).
-    pub(crate) fn start_alone(&self, job: FillJob) -> FillReader {
-        let fill = Fill::new(&self.budget);
-        let reader = fill.join().expect("a new fill accepts readers");
-        tokio::spawn(job.run(fill, None));
-        reader
-    }
-
-    fn remove(&self, key: &Key, fill: &Arc<Fill>) {
-        let mut fills = self.lock();
-        if fills.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
-            fills.remove(key);
-        }
-    }
-
-    /// Fills in flight and the requests reading them (for stats and tests).
-    pub(crate) fn load(&self) -> (usize, usize) {
-        let fills = self.lock();
-        let readers = fills.values().map(|fill| fill.lock().readers.len()).sum();
-        (fills.len(), readers)
-    }
-}
-
-/// Everything a fill task needs.
+/// Everything a fill task needs, built by [`FillJob::fill`] or
+/// [`FillJob::pass`].
 pub(crate) struct FillJob {
-    pub upstream: Arc<dyn Upstream>,
-    pub tiers: Arc<Tiers>,
+    upstream: Arc<dyn Upstream>,
+    tiers: Arc<Tiers>,
     /// The purge epoch when the request arrived: a purge begun since that
     /// selects the response keeps it out of the tiers.
-    pub epoch: u64,
-    pub primary: Key,
+    epoch: u64,
+    primary: Key,
     /// The leader's request headers, with Accept-Encoding normalised: they
     /// select the variant the response is stored under.
-    pub request_headers: HeaderMap,
-    pub url: String,
-    pub fetch: Fetch,
+    request_headers: HeaderMap,
+    url: String,
+    fetch: Fetch,
     /// The stale stored response being revalidated, if any.
-    pub stale: Option<Stored>,
+    stale: Option<Stored>,
     /// False for pass-through requests: never stored.
-    pub cacheable: bool,
-    pub max_object_size: u64,
+    cacheable: bool,
+    max_object_size: u64,
     /// Bound on serving a stale copy when the origin fails (`None`: no bound).
-    pub max_stale: Option<Duration>,
+    max_stale: Option<Duration>,
 }
 
 impl FillJob {
-    async fn run(self, fill: Arc<Fill>, registration: Option<(Arc<Inflight>, Key)>) {
+    /// The origin fetch for a stale or missing object: conditional when a
+    /// stale copy has validators, held through an outage when there is no
+    /// copy to fall back on.
+    pub(crate) fn fill(request: &ClientRequest, tiers: &Arc<Tiers>, primary: Key, stale: Option<Stored>) -> FillJob {
+        let config = &request.routing.config;
+        let validators = stale.as_ref().map(|hit| (hit.meta.etag().cloned(), hit.meta.last_modified().cloned()));
+        let (if_none_match, if_modified_since) = validators.unwrap_or((None, None));
+        let hold =
+            stale.as_ref().is_none_or(|hit| !hit.meta.usable_on_error(SystemTime::now(), config.max_stale_on_error));
+        FillJob {
+            upstream: Arc::clone(&request.routing.sites[request.site].upstream),
+            tiers: Arc::clone(tiers),
+            epoch: request.epoch,
+            primary,
+            request_headers: request.headers.clone(),
+            url: request.url(),
+            fetch: Fetch {
+                method: Method::GET,
+                path_and_query: request.path_and_query.clone(),
+                host: request.host.clone(),
+                accept_encoding: request.accept_encoding,
+                if_none_match,
+                if_modified_since,
+                body: None,
+                hold,
+                affinity: *primary.as_bytes(),
+                via: via_upstream(&request.headers, &config.node_name),
+            },
+            stale,
+            cacheable: true,
+            max_object_size: config.max_object_size,
+            max_stale: config.max_stale_on_error,
+        }
+    }
+
+    /// A request with a configured pass-through method, relayed with its
+    /// body, never held (it may not be idempotent) and never stored.
+    pub(crate) fn pass(request: &ClientRequest, tiers: &Arc<Tiers>, body: PassThroughBody) -> FillJob {
+        let primary = Key::primary(request.method.as_str(), request.scheme, &request.host, &request.path_and_query);
+        let mut job = FillJob::fill(request, tiers, primary, None);
+        job.cacheable = false;
+        job.fetch.hold = false;
+        job.fetch.method = request.method.clone();
+        job.fetch.body = Some(body);
+        job
+    }
+
+    pub(super) async fn run(self, fill: Arc<Fill>, registration: Option<(Arc<Inflight>, Key)>) {
         let leave_map = || {
             if let Some((inflight, key)) = &registration {
                 inflight.remove(key, &fill);
@@ -678,7 +412,17 @@ fn concat(chunks: &[Bytes], len: u64) -> Bytes {
     out.freeze()
 }
 
-/// Turns a pass-through or fill body into the handler's body type.
-pub(crate) fn reader_body(reader: FillReader) -> UpstreamBody {
-    reader.boxed()
+/// The Via sent upstream: the client's chain plus this node.
+fn via_upstream(headers: &HeaderMap, node_name: &str) -> HeaderValue {
+    let mut chain: Vec<&str> = headers
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|hop| !hop.is_empty())
+        .collect();
+    let own = format!("1.1 {node_name}");
+    chain.push(&own);
+    HeaderValue::from_str(&chain.join(", ")).unwrap_or_else(|_| HeaderValue::from_static("1.1 holdfast"))
 }

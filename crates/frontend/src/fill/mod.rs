@@ -1,0 +1,347 @@
+//! Coalesced fills: where the cache meets the origin.
+//!
+//! A fill is one origin fetch for one cache key, run as a detached task so
+//! it goes on when the client that started it disconnects (a cancelled
+//! leader must not make followers fetch again: moka's `get_with`, tried
+//! first, starts a second fetch in a waiter when the leader's task is
+//! aborted, so holdfast keeps its own in-flight map).
+//! Every concurrent request for the key reads the same fill: each reader
+//! gets the response head, then the body chunks from the first one, as they
+//! arrive.
+//!
+//! While a body may still be stored, the fill keeps every chunk (it needs
+//! them to store the object, and late joiners start from byte 0). Once it
+//! knows the body will not be stored (larger than the maximum object size,
+//! or no room left in the node's [`FillBudget`]), it leaves the in-flight
+//! map, keeps only what its slowest reader has not read yet, and waits for
+//! readers (and for room in the budget) instead of buffering ahead. Every
+//! chunk a fill holds is counted in the budget; once the body is stored,
+//! the chunks are swapped for slices of the stored copy, so a slow reader
+//! of a stored object holds no second copy.
+//!
+//! A body that ends early (origin closed, fewer bytes than Content-Length,
+//! stalled past the idle timeout) is never stored, and every reader gets an
+//! error instead of the end of the body, so clients see an aborted response
+//! rather than a short 200.
+
+use bytes::Bytes;
+use holdfast_cache::{Key, NoStoreReason};
+use http::StatusCode;
+use http::header::{self, HeaderMap};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use tokio::sync::Notify;
+
+mod job;
+
+pub(crate) use job::FillJob;
+
+use crate::budget::FillBudget;
+use crate::tiers::Stored;
+use crate::upstream::{BoxError, UpstreamBody, UpstreamError};
+
+/// What a fill learned from the origin, shared by all its readers.
+#[derive(Clone)]
+pub(crate) enum FillHead {
+    /// A response whose body streams through the fill.
+    Response(Arc<ResponseHead>),
+    /// The origin confirmed the stale stored response (304): serve it.
+    /// Not shareable when the 304 made it private: other readers fetch
+    /// their own.
+    Revalidated(Stored, bool),
+    /// The origin failed but a stale stored response exists: serve it.
+    Stale(Stored, Arc<UpstreamError>),
+    /// The origin failed and nothing is stored.
+    Failed(Arc<UpstreamError>),
+}
+
+pub(crate) struct ResponseHead {
+    pub status: StatusCode,
+    /// Relayed headers (hop-by-hop fields removed).
+    pub headers: HeaderMap,
+    pub origin: String,
+    /// Whether the body will be stored, or why not.
+    pub storable: Result<(), NoStoreReason>,
+    /// Whether readers other than the leader may be given this response.
+    /// Responses with Set-Cookie, `private` or `no-store` are for one client.
+    pub shareable: bool,
+}
+
+/// One reader of a fill: the next chunk it reads, and its waker (one per
+/// reader, replaced on every poll, so spurious polls cannot grow a list).
+struct Reader {
+    position: usize,
+    waker: Option<Waker>,
+}
+
+#[derive(Default)]
+struct State {
+    head: Option<FillHead>,
+    /// Chunks from index `base` on; earlier ones were dropped.
+    chunks: Vec<Bytes>,
+    base: usize,
+    /// Bytes of `chunks` counted in the fill budget.
+    counted: u64,
+    /// `Some(Ok)` when the body ended completely, `Some(Err)` when it broke.
+    end: Option<Result<(), String>>,
+    /// False once the body is known not to be stored.
+    retain: bool,
+    readers: HashMap<u64, Reader>,
+    next_reader: u64,
+}
+
+impl State {
+    fn wake_readers(&mut self) {
+        for reader in self.readers.values_mut() {
+            if let Some(waker) = reader.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// The position of the slowest reader (the end when there is none).
+    fn slowest(&self) -> usize {
+        self.readers.values().map(|r| r.position).min().unwrap_or(self.base + self.chunks.len())
+    }
+}
+
+pub(crate) struct Fill {
+    state: Mutex<State>,
+    /// Wakes the fill task when a reader advances or leaves.
+    progress: Notify,
+    budget: Arc<FillBudget>,
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        let counted = self.lock().counted;
+        self.budget.release(counted);
+    }
+}
+
+impl Fill {
+    fn new(budget: &Arc<FillBudget>) -> Arc<Fill> {
+        Arc::new(Fill {
+            state: Mutex::new(State { retain: true, ..State::default() }),
+            progress: Notify::new(),
+            budget: Arc::clone(budget),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock would be a bug in this module;
+        // the state is still consistent enough to read, so recover it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a reader at byte 0. `None` if the fill already dropped
+    /// chunks (it will not store its body), so the caller must fetch itself.
+    pub(crate) fn join(self: &Arc<Fill>) -> Option<FillReader> {
+        let mut state = self.lock();
+        if state.base > 0 {
+            return None;
+        }
+        let id = state.next_reader;
+        state.next_reader += 1;
+        state.readers.insert(id, Reader { position: 0, waker: None });
+        Some(FillReader { fill: Arc::clone(self), id, position: 0, offset: 0 })
+    }
+
+    fn publish_head(&self, head: FillHead) {
+        let mut state = self.lock();
+        state.head = Some(head);
+        state.wake_readers();
+    }
+
+    fn finish(&self, end: Result<(), String>) {
+        let mut state = self.lock();
+        state.end = Some(end);
+        state.wake_readers();
+    }
+}
+
+/// One request's view of a fill. Dropping it unregisters the reader.
+pub(crate) struct FillReader {
+    fill: Arc<Fill>,
+    id: u64,
+    position: usize,
+    /// Bytes of the chunk at `position` already handed out.
+    offset: usize,
+}
+
+/// The largest frame a reader hands its connection. A connection that
+/// cannot write queues a few frames (hyper keeps up to 16): small frames
+/// keep what a client that stopped reading holds small.
+const MAX_FRAME: usize = 16 * 1024;
+
+impl FillReader {
+    /// Waits for the response head.
+    pub(crate) async fn head(&self) -> FillHead {
+        std::future::poll_fn(|cx| {
+            let mut state = self.fill.lock();
+            match &state.head {
+                Some(head) => Poll::Ready(head.clone()),
+                None => {
+                    if let Some(reader) = state.readers.get_mut(&self.id) {
+                        reader.waker = Some(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for FillReader {
+    fn drop(&mut self) {
+        let mut state = self.fill.lock();
+        state.readers.remove(&self.id);
+        drop(state);
+        self.fill.progress.notify_one();
+    }
+}
+
+/// The body error a reader sees when the origin body broke.
+#[derive(Debug, thiserror::Error)]
+#[error("origin body incomplete: {0}")]
+pub struct IncompleteBody(pub String);
+
+impl Body for FillReader {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let mut state = this.fill.lock();
+        if this.position < state.base {
+            return Poll::Ready(Some(Err(Box::new(IncompleteBody("reader fell behind".into())))));
+        }
+        if let Some(chunk) = state.chunks.get(this.position - state.base) {
+            let end = chunk.len().min(this.offset + MAX_FRAME);
+            let frame = chunk.slice(this.offset..end);
+            if end < chunk.len() {
+                // The rest of this chunk comes with the next polls.
+                this.offset = end;
+                return Poll::Ready(Some(Ok(Frame::data(frame))));
+            }
+            this.offset = 0;
+            this.position += 1;
+            let retain = state.retain;
+            if let Some(reader) = state.readers.get_mut(&this.id) {
+                reader.position = this.position;
+            }
+            drop(state);
+            if !retain {
+                this.fill.progress.notify_one();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(frame))));
+        }
+        match &state.end {
+            Some(Ok(())) => Poll::Ready(None),
+            Some(Err(reason)) => Poll::Ready(Some(Err(Box::new(IncompleteBody(reason.clone()))))),
+            None => {
+                if let Some(reader) = state.readers.get_mut(&this.id) {
+                    reader.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// In-flight fills by coalescing key, within a node-wide count and budget.
+pub(crate) struct Inflight {
+    fills: Mutex<HashMap<Key, Arc<Fill>>>,
+    budget: Arc<FillBudget>,
+    max_fills: usize,
+    /// New fills refused because `max_fills` were running.
+    shed: std::sync::atomic::AtomicU64,
+}
+
+/// No new fill: as many as the node allows are running.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TooManyFills;
+
+impl Inflight {
+    pub(crate) fn new(budget: Arc<FillBudget>, max_fills: usize) -> Inflight {
+        Inflight { fills: Mutex::default(), budget, max_fills, shed: Default::default() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Arc<Fill>>> {
+        self.fills.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn budget(&self) -> &Arc<FillBudget> {
+        &self.budget
+    }
+
+    /// New fills refused because the node ran as many as it allows.
+    pub(crate) fn shed(&self) -> u64 {
+        self.shed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Joins the fill running for `key`, or starts one with `start` unless
+    /// the node already runs its maximum of fills. Returns the reader and
+    /// whether this request leads the fill.
+    pub(crate) fn join_or_start(
+        self: &Arc<Self>,
+        key: Key,
+        start: impl FnOnce() -> FillJob,
+    ) -> Result<(FillReader, bool), TooManyFills> {
+        let mut fills = self.lock();
+        if let Some(reader) = fills.get(&key).and_then(|fill| fill.join()) {
+            return Ok((reader, false));
+        }
+        if fills.len() >= self.max_fills {
+            self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(TooManyFills);
+        }
+        let fill = Fill::new(&self.budget);
+        // A new fill has no dropped chunks, so joining cannot fail.
+        let reader = fill.join().expect("a new fill accepts readers");
+        fills.insert(key, Arc::clone(&fill));
+        drop(fills);
+        let job = start();
+        tokio::spawn(job.run(fill, Some((Arc::clone(self), key))));
+        Ok((reader, true))
+    }
+
+    /// Starts a fill that nobody else joins (pass-through, or a follower
+    /// that may not share the leader's response).
+    pub(crate) fn start_alone(&self, job: FillJob) -> FillReader {
+        let fill = Fill::new(&self.budget);
+        let reader = fill.join().expect("a new fill accepts readers");
+        tokio::spawn(job.run(fill, None));
+        reader
+    }
+
+    fn remove(&self, key: &Key, fill: &Arc<Fill>) {
+        let mut fills = self.lock();
+        if fills.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+            fills.remove(key);
+        }
+    }
+
+    /// Fills in flight and the requests reading them (for stats and tests).
+    pub(crate) fn load(&self) -> (usize, usize) {
+        let fills = self.lock();
+        let readers = fills.values().map(|fill| fill.lock().readers.len()).sum();
+        (fills.len(), readers)
+    }
+}
+
+/// The key concurrent requests share a fill by: what reaches the origin,
+/// that is the primary key and the coding asked for.
+pub(crate) fn coalescing_key(primary: &Key, request: &HeaderMap) -> Key {
+    primary.variant(&[header::ACCEPT_ENCODING], request)
+}
+
+/// Turns a pass-through or fill body into the handler's body type.
+pub(crate) fn reader_body(reader: FillReader) -> UpstreamBody {
+    reader.boxed()
+}

@@ -1,0 +1,292 @@
+//! From a client request to an [`Answer`]: the checks every request
+//! passes, the host and its site, the lookup in the tiers, and the fill or
+//! pass-through when the tiers do not answer.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use holdfast_cache::encoding::normalize_accept_encoding;
+use holdfast_cache::{DiskTier, Key};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, StatusCode, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use super::respond::{self, Answer, Refusal, refuse};
+use super::site::normalize_host;
+use super::{CacheResult, EarlyData, Handler, Routing};
+use crate::fill::{FillHead, FillJob, coalescing_key};
+use crate::tiers::{Found, Stored};
+use crate::upstream::{BoxError, PassThroughBody, UpstreamError};
+
+/// The parts of a client request the handler works with.
+pub(crate) struct ClientRequest {
+    pub method: Method,
+    pub scheme: &'static str,
+    /// Lowercase, without port.
+    pub host: String,
+    pub path_and_query: String,
+    pub accept_encoding: &'static str,
+    /// Client headers with Accept-Encoding normalised.
+    pub headers: HeaderMap,
+    /// Index of the site that serves the host, in `routing.sites`.
+    pub site: usize,
+    /// The limits and sites this request is served with.
+    pub routing: Arc<Routing>,
+    /// The purge epoch when the request arrived.
+    pub epoch: u64,
+    /// The disk tier, to quarantine a body that fails verification as it
+    /// is streamed.
+    pub disk: Option<Arc<DiskTier>>,
+}
+
+impl ClientRequest {
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.host, self.path_and_query)
+    }
+}
+
+impl Handler {
+    pub(super) async fn route<B>(
+        &self,
+        routing: &Arc<Routing>,
+        parts: Parts,
+        body: B,
+        scheme: &'static str,
+    ) -> Result<Answer, Refusal>
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        check_limits(routing, &parts)?;
+        check_framing(&parts, &body)?;
+        if parts.extensions.get::<EarlyData>().is_some() && parts.method != Method::GET && parts.method != Method::HEAD
+        {
+            return Err(refuse(StatusCode::TOO_EARLY, "only GET and HEAD are accepted as early data (0-RTT)"));
+        }
+        check_loop(&parts.headers, &routing.config.node_name)?;
+        let (host, site) = host(routing, &parts)?;
+        let path_and_query = target(&parts)?;
+        let mut headers = parts.headers;
+        let accept_encoding = normalize_accept_encoding(headers.get_all(header::ACCEPT_ENCODING));
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(accept_encoding));
+        let request = ClientRequest {
+            method: parts.method,
+            scheme,
+            host,
+            path_and_query,
+            accept_encoding,
+            headers,
+            site,
+            routing: Arc::clone(routing),
+            epoch: self.tiers.epoch(),
+            disk: self.tiers.disk().cloned(),
+        };
+
+        if request.method != Method::GET && request.method != Method::HEAD {
+            if routing.config.pass_methods.contains(&request.method) {
+                return Ok(self.pass(request, body).await);
+            }
+            return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
+        }
+
+        // HEAD shares GET's entry: a HEAD miss fills the cache with a GET.
+        let primary = Key::primary("GET", scheme, &request.host, &request.path_and_query);
+        let now = SystemTime::now();
+        Ok(match self.tiers.lookup(&primary, &request.headers, now).await {
+            Found::Fresh(hit) => respond::from_store(&request, hit, CacheResult::Hit, now),
+            Found::Stale(hit) if hit.meta.within_stale_while_revalidate(now) => {
+                // Serve the stale copy now; one background refresh per key.
+                // Without room for another fill the refresh waits for a later request.
+                let key = coalescing_key(&primary, &request.headers);
+                drop(
+                    self.inflight
+                        .join_or_start(key, || FillJob::fill(&request, &self.tiers, primary, Some(hit.clone()))),
+                );
+                respond::from_store(&request, hit, CacheResult::Stale, now)
+            }
+            Found::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
+            Found::Miss => self.fill(&request, primary, None).await,
+        })
+    }
+
+    /// Stale or miss: join or start the fill for this key and answer from it.
+    async fn fill(&self, request: &ClientRequest, primary: Key, stale: Option<Stored>) -> Answer {
+        let key = coalescing_key(&primary, &request.headers);
+        let joined = self.inflight.join_or_start(key, || FillJob::fill(request, &self.tiers, primary, stale.clone()));
+        let Ok((mut reader, leader)) = joined else {
+            // Shed: the node runs as many fills as it allows.
+            let now = SystemTime::now();
+            return match stale {
+                Some(hit) if hit.meta.usable_on_error(now, request.routing.config.max_stale_on_error) => {
+                    respond::from_store(request, hit, CacheResult::Stale, now)
+                }
+                _ => respond::origin_failure(
+                    request,
+                    &UpstreamError {
+                        reason: "too many origin fetches in progress on this node".into(),
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                    },
+                ),
+            };
+        };
+        let mut head = reader.head().await;
+        let shareable = match &head {
+            FillHead::Response(response) => response.shareable,
+            FillHead::Revalidated(_, shareable) => *shareable,
+            _ => true,
+        };
+        if !shareable && !leader {
+            // Meant for one client (Set-Cookie, private): fetch our own.
+            drop(reader);
+            reader = self.inflight.start_alone(FillJob::fill(request, &self.tiers, primary, None));
+            head = reader.head().await;
+        }
+        // The origin may have taken a while: ages count from now.
+        let now = SystemTime::now();
+        match head {
+            FillHead::Response(response) => respond::from_origin(request, &response, reader, CacheResult::Miss),
+            FillHead::Revalidated(hit, _) => respond::from_store(request, hit, CacheResult::Revalidated, now),
+            FillHead::Stale(hit, _) => respond::from_store(request, hit, CacheResult::Stale, now),
+            FillHead::Failed(error) => respond::origin_failure(request, &error),
+        }
+    }
+
+    /// Relays a request with a configured method to the origin, uncached.
+    async fn pass<B>(&self, request: ClientRequest, body: B) -> Answer
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let body = PassThroughBody {
+            body: body.map_err(Into::into).boxed(),
+            content_type: request.headers.get(header::CONTENT_TYPE).cloned(),
+            content_length: request.headers.get(header::CONTENT_LENGTH).cloned(),
+        };
+        let job = FillJob::pass(&request, &self.tiers, body);
+        let reader = self.inflight.start_alone(job);
+        match reader.head().await {
+            FillHead::Response(response) => respond::from_origin(&request, &response, reader, CacheResult::Pass),
+            FillHead::Failed(error) | FillHead::Stale(_, error) => respond::origin_failure(&request, &error),
+            FillHead::Revalidated(hit, _) => respond::from_store(&request, hit, CacheResult::Pass, SystemTime::now()),
+        }
+    }
+}
+
+fn check_limits(routing: &Routing, parts: &Parts) -> Result<(), Refusal> {
+    let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > routing.config.max_uri_len {
+        return Err(refuse(StatusCode::URI_TOO_LONG, "request target too long"));
+    }
+    if parts.headers.len() > routing.config.max_headers {
+        return Err(refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields"));
+    }
+    let bytes: usize = parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if bytes > routing.config.max_header_bytes {
+        return Err(refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header fields too large"));
+    }
+    Ok(())
+}
+
+/// HTTP/1.x body framing the node accepts. A GET or HEAD carries no body:
+/// a body there is how request smuggling starts (a cache that answers from
+/// its store leaves the body on the connection), so it is refused, as is a
+/// transfer coding other than `chunked` (RFC 9112 §6.1; 400 rather than
+/// 501: the client sent something no client should). HTTP/2 and HTTP/3
+/// frame bodies themselves.
+fn check_framing<B: Body>(parts: &Parts, body: &B) -> Result<(), Refusal> {
+    if parts.version > Version::HTTP_11 {
+        return Ok(());
+    }
+    let mut codings = parts.headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    let chunked = codings.peek().is_some();
+    if chunked && !codings.all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")) {
+        return Err(refuse(StatusCode::BAD_REQUEST, "transfer coding other than chunked"));
+    }
+    if (parts.method == Method::GET || parts.method == Method::HEAD) && (chunked || !body.is_end_stream()) {
+        return Err(refuse(StatusCode::BAD_REQUEST, "a GET or HEAD request has no body"));
+    }
+    Ok(())
+}
+
+/// A 508 when this node is already in the client's Via chain (an edge and
+/// a shield pointing at each other). Allocates nothing: it runs on hits too.
+fn check_loop(headers: &HeaderMap, node_name: &str) -> Result<(), Refusal> {
+    for value in headers.get_all(header::VIA) {
+        let Ok(text) = value.to_str() else { continue };
+        // "1.1 name" or "1.1 name (comment)": the received-by field is the second word.
+        if text.split(',').any(|hop| hop.split_whitespace().nth(1) == Some(node_name)) {
+            return Err(refuse(StatusCode::LOOP_DETECTED, "request loop between cache tiers (Via names this node)"));
+        }
+    }
+    Ok(())
+}
+
+/// The path and query, in origin-form.
+fn target(parts: &Parts) -> Result<String, Refusal> {
+    match parts.uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => {
+            // Bytes RFC 3986 does not allow in a target and every browser
+            // percent-encodes: a request that has them was not made by one.
+            if pq.as_str().bytes().any(|b| matches!(b, b'"' | b'<' | b'>' | b'\\' | b'`')) {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "request target has characters that must be percent-encoded",
+                ));
+            }
+            Ok(pq.as_str().to_owned())
+        }
+        _ if parts.method == Method::OPTIONS && parts.uri == "*" => {
+            Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "OPTIONS * is not supported"))
+        }
+        _ => Err(refuse(StatusCode::BAD_REQUEST, "request target must be a path starting with /")),
+    }
+}
+
+/// The host this request is for (lowercase, without port) and its site.
+/// Never an open proxy: an absolute-form target must name a host a site
+/// claims.
+fn host(routing: &Routing, parts: &Parts) -> Result<(String, usize), Refusal> {
+    if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
+        // RFC 9112 §3.2: more than one Host is a 400.
+        return Err(refuse(StatusCode::BAD_REQUEST, "more than one Host header"));
+    }
+    let header_host = match parts.headers.get(header::HOST).map(|v| v.to_str()) {
+        Some(Ok(h)) => Some(h),
+        Some(Err(_)) => return Err(refuse(StatusCode::BAD_REQUEST, "invalid Host header")),
+        None => None,
+    };
+    if let Some(scheme) = parts.uri.scheme_str()
+        && !scheme.eq_ignore_ascii_case("http")
+        && !scheme.eq_ignore_ascii_case("https")
+    {
+        return Err(refuse(StatusCode::BAD_REQUEST, "request target scheme is not http or https"));
+    }
+    let authority = parts.uri.authority().map(|a| a.as_str());
+    let (raw, absolute_form) = match (parts.version, authority) {
+        (Version::HTTP_2 | Version::HTTP_3, Some(authority)) => (authority, false),
+        // HTTP/1.x absolute-form ("GET http://host/path"): a proxy request.
+        (_, Some(authority)) => (authority, true),
+        (_, None) => (header_host.ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing Host header"))?, false),
+    };
+    let host = normalize_host(raw).ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "invalid Host"))?;
+    let site = routing.site_for(&host);
+    if absolute_form {
+        // A catch-all site serves a proxy-style target only for its own Host.
+        let allowed = site.is_some_and(|i| {
+            !routing.sites[i].hosts.is_empty() || header_host.and_then(normalize_host).as_deref() == Some(host.as_str())
+        });
+        if !allowed {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "absolute-form request for a host this node does not serve (not a proxy)",
+            ));
+        }
+    }
+    match site {
+        Some(site) => Ok((host, site)),
+        None => Err(refuse(routing.config.unknown_host_status, "this node does not serve that host")),
+    }
+}

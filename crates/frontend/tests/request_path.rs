@@ -1,0 +1,362 @@
+//! The request path in process: the handler in front of a scripted
+//! origin, on paused tokio time. Coalescing, stale serving, revalidation,
+//! body limits, shedding and outage holding, each in virtual seconds: an
+//! origin "down for five seconds" costs no real time.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use holdfast_cache::{Store, StoreConfig};
+use holdfast_frontend::upstream::{BoxError, FetchFuture};
+use holdfast_frontend::{Fetch, Fetched, Handler, HandlerConfig, Upstream, UpstreamError};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use tokio::time::Instant;
+
+/// What the scripted origin saw of one fetch.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    hold: bool,
+    if_none_match: Option<HeaderValue>,
+    accept_encoding: &'static str,
+}
+
+type Script = dyn Fn(usize, Fetch) -> FetchFuture<'static> + Send + Sync;
+
+/// An origin whose every answer is written by the test: `script` gets the
+/// fetch's number (from 0) and the fetch.
+struct Scripted {
+    script: Box<Script>,
+    seen: Mutex<Vec<Seen>>,
+    count: AtomicUsize,
+}
+
+impl Scripted {
+    fn new(script: impl Fn(usize, Fetch) -> FetchFuture<'static> + Send + Sync + 'static) -> Arc<Scripted> {
+        Arc::new(Scripted { script: Box::new(script), seen: Mutex::default(), count: AtomicUsize::new(0) })
+    }
+
+    fn fetches(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Upstream for Scripted {
+    fn fetch(&self, request: Fetch) -> FetchFuture<'_> {
+        let n = self.count.fetch_add(1, Ordering::SeqCst);
+        self.seen.lock().unwrap().push(Seen {
+            path: request.path_and_query.clone(),
+            hold: request.hold,
+            if_none_match: request.if_none_match.clone(),
+            accept_encoding: request.accept_encoding,
+        });
+        (self.script)(n, request)
+    }
+}
+
+/// A complete origin response.
+fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Result<Fetched, UpstreamError> {
+    let body = Full::new(body.into()).map_err(|never| match never {}).boxed();
+    Ok(fetched(status, headers, body))
+}
+
+fn fetched(status: u16, headers: &[(&str, &str)], body: holdfast_frontend::upstream::UpstreamBody) -> Fetched {
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        response.headers_mut().append(name, HeaderValue::from_str(value).unwrap());
+    }
+    Fetched { origin: "scripted".into(), response }
+}
+
+fn failure(status: u16, reason: &str) -> Result<Fetched, UpstreamError> {
+    Err(UpstreamError { reason: reason.into(), status: StatusCode::from_u16(status).unwrap() })
+}
+
+const IMMUTABLE: (&str, &str) = ("cache-control", "public, max-age=31536000, immutable");
+
+fn handler(upstream: Arc<Scripted>, tweak: impl FnOnce(&mut HandlerConfig)) -> Arc<Handler> {
+    let mut config = HandlerConfig::default();
+    tweak(&mut config);
+    let store = Store::new(&StoreConfig { memory_size: 64 * 1024 * 1024 });
+    Arc::new(Handler::single(config, store, upstream))
+}
+
+/// A response as a client saw it, body read to the end (or its error).
+struct Got {
+    status: u16,
+    x_cache: String,
+    headers: http::HeaderMap,
+    body: Result<Bytes, String>,
+}
+
+async fn get_with(handler: &Handler, path: &str, headers: &[(&str, &str)]) -> Got {
+    let mut request = Request::get(path).header("host", "assets.test");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = handler.handle(request.body(Empty::<Bytes>::new()).unwrap(), "https").await;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).map_err(|e| e.to_string());
+    let x_cache = parts.headers.get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    Got { status: parts.status.as_u16(), x_cache, headers: parts.headers, body }
+}
+
+async fn get(handler: &Handler, path: &str) -> Got {
+    get_with(handler, path, &[]).await
+}
+
+/// Waits (in virtual time) until no fill is in flight: a fill stores its
+/// response after handing the last bytes to its readers.
+async fn settle(handler: &Handler) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while handler.fills_in_flight().0 > 0 {
+        assert!(Instant::now() < deadline, "fills did not finish");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_misses_for_one_key_share_one_origin_fetch() {
+    let origin = Scripted::new(|_, _| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            reply(200, &[IMMUTABLE], "shared body")
+        })
+    });
+    let handler = handler(Arc::clone(&origin), |_| {});
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let handler = Arc::clone(&handler);
+            tokio::spawn(async move { get(&handler, "/app.js").await })
+        })
+        .collect();
+    for client in clients {
+        let got = client.await.unwrap();
+        assert_eq!((got.status, got.x_cache.as_str()), (200, "MISS"));
+        assert_eq!(got.body.unwrap(), "shared body");
+    }
+    assert_eq!(origin.fetches(), 1, "fifty clients, one origin fetch");
+    settle(&handler).await;
+    assert_eq!(get(&handler, "/app.js").await.x_cache, "HIT");
+    assert_eq!(origin.fetches(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn misses_asking_for_different_codings_do_not_share_a_fetch() {
+    let origin = Scripted::new(|_, fetch| {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            reply(200, &[IMMUTABLE, ("vary", "accept-encoding")], fetch.accept_encoding)
+        })
+    });
+    let handler = handler(Arc::clone(&origin), |_| {});
+    let (gzip, plain) = tokio::join!(
+        get_with(&handler, "/app.js", &[("accept-encoding", "gzip")]),
+        get_with(&handler, "/app.js", &[]),
+    );
+    assert_eq!(origin.fetches(), 2);
+    assert_eq!(gzip.body.unwrap(), "gzip");
+    assert_eq!(plain.body.unwrap(), "identity");
+    let mut codings: Vec<_> = origin.seen().iter().map(|s| s.accept_encoding).collect();
+    codings.sort();
+    assert_eq!(codings, ["gzip", "identity"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_copy_is_served_at_once_when_the_origin_fails() {
+    let origin = Scripted::new(|n, _| {
+        Box::pin(async move {
+            match n {
+                0 => reply(200, &[("cache-control", "max-age=0"), ("etag", "\"v1\"")], "kept"),
+                _ => failure(503, "origin 127.0.0.1:1 refused the connection"),
+            }
+        })
+    });
+    let handler = handler(Arc::clone(&origin), |_| {});
+    assert_eq!(get(&handler, "/kept.css").await.x_cache, "MISS");
+    settle(&handler).await;
+    let started = Instant::now();
+    let stale = get(&handler, "/kept.css").await;
+    assert_eq!((stale.status, stale.x_cache.as_str()), (200, "STALE"));
+    assert_eq!(stale.body.unwrap(), "kept");
+    assert_eq!(started.elapsed(), Duration::ZERO, "no wait for an origin when a stale copy can answer");
+    let second = &origin.seen()[1];
+    assert!(!second.hold, "with a stale fallback the origin is not held");
+    assert_eq!(second.if_none_match.as_ref().unwrap(), "\"v1\"");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_304_revalidates_the_stored_copy() {
+    let origin = Scripted::new(|n, fetch| {
+        Box::pin(async move {
+            match (n, fetch.if_none_match) {
+                (0, _) => reply(200, &[("cache-control", "max-age=0"), ("etag", "\"v1\"")], "the stored body"),
+                (_, Some(tag)) if tag == "\"v1\"" => {
+                    reply(304, &[("cache-control", "max-age=600"), ("etag", "\"v1\"")], "")
+                }
+                _ => reply(500, &[], "unconditional refetch"),
+            }
+        })
+    });
+    let handler = handler(Arc::clone(&origin), |_| {});
+    get(&handler, "/r.css").await;
+    settle(&handler).await;
+    let revalidated = get(&handler, "/r.css").await;
+    assert_eq!((revalidated.status, revalidated.x_cache.as_str()), (200, "REVALIDATED"));
+    assert_eq!(revalidated.body.unwrap(), "the stored body");
+    assert_eq!(revalidated.headers["cache-control"], "max-age=600", "the 304's fields update the stored ones");
+    settle(&handler).await;
+    assert_eq!(get(&handler, "/r.css").await.x_cache, "HIT", "fresh again for 600 s");
+    assert_eq!(origin.fetches(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_over_the_object_limit_streams_through_and_is_not_stored() {
+    let big = Bytes::from(vec![b'x'; 10_000]);
+    let body = big.clone();
+    let origin = Scripted::new(move |_, _| {
+        let chunks: Vec<Result<Frame<Bytes>, BoxError>> =
+            body.chunks(1000).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
+        let streamed = StreamBody::new(stream::iter(chunks)).boxed();
+        Box::pin(async move { Ok(fetched(200, &[IMMUTABLE], streamed)) })
+    });
+    let handler = handler(Arc::clone(&origin), |c| c.max_object_size = 4_000);
+    let first = get(&handler, "/big.bin").await;
+    assert_eq!(first.body.unwrap(), big, "the client gets every byte");
+    settle(&handler).await;
+    let second = get(&handler, "/big.bin").await;
+    assert_eq!(second.x_cache, "MISS", "over max_object_size: never stored");
+    assert_eq!(origin.fetches(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_the_origin_cuts_off_reaches_the_client_as_an_error_and_is_not_stored() {
+    let origin = Scripted::new(|_, _| {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
+            vec![Ok(Frame::data(Bytes::from_static(b"half"))), Err("origin reset the connection".into())];
+        let body = StreamBody::new(stream::iter(frames)).boxed();
+        Box::pin(async move { Ok(fetched(200, &[IMMUTABLE, ("content-length", "8")], body)) })
+    });
+    let handler = handler(Arc::clone(&origin), |_| {});
+    let first = get(&handler, "/cut.js").await;
+    assert!(first.body.is_err(), "a truncated body is an error, not a short success");
+    settle(&handler).await;
+    assert_eq!(get(&handler, "/cut.js").await.x_cache, "MISS");
+    assert_eq!(origin.fetches(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_origin_held_through_a_five_second_outage_answers_every_waiting_client() {
+    // The origin is "down" for the first five (virtual) seconds; the
+    // upstream holds held fetches through it, as holdfast-origin does
+    // within its hold budget.
+    let outage_ends = Instant::now() + Duration::from_secs(5);
+    let origin = Scripted::new(move |_, fetch| {
+        Box::pin(async move {
+            if !fetch.hold {
+                return failure(503, "origin down");
+            }
+            tokio::time::sleep_until(outage_ends).await;
+            reply(200, &[IMMUTABLE], fetch.path_and_query)
+        })
+    });
+    let handler = handler(Arc::clone(&origin), |_| {});
+    let started = Instant::now();
+    let clients: Vec<_> = (0..40)
+        .map(|i| {
+            let handler = Arc::clone(&handler);
+            tokio::spawn(async move { get(&handler, &format!("/never-seen/{}.js", i % 10)).await })
+        })
+        .collect();
+    for (i, client) in clients.into_iter().enumerate() {
+        let got = client.await.unwrap();
+        assert_eq!(got.status, 200, "client {i}");
+        assert_eq!(got.body.unwrap(), format!("/never-seen/{}.js", i % 10));
+    }
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert_eq!(origin.fetches(), 10, "one held fetch per key, shared by its waiting clients");
+    assert!(origin.seen().iter().all(|s| s.hold), "no stored copy: every fetch is held");
+    let mut paths: Vec<_> = origin.seen().into_iter().map(|s| s.path).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn beyond_the_fill_limit_a_miss_gets_a_503_with_retry_after() {
+    let origin = Scripted::new(|_, _| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            reply(200, &[IMMUTABLE], "slow")
+        })
+    });
+    let handler = handler(Arc::clone(&origin), |c| c.max_concurrent_fills = 2);
+    let slow: Vec<_> = (0..2)
+        .map(|i| {
+            let handler = Arc::clone(&handler);
+            tokio::spawn(async move { get(&handler, &format!("/slow/{i}")).await })
+        })
+        .collect();
+    // Let both fills start.
+    while handler.fills_in_flight().0 < 2 {
+        tokio::task::yield_now().await;
+    }
+    let shed = get(&handler, "/third").await;
+    assert_eq!((shed.status, shed.x_cache.as_str()), (503, "ERROR"));
+    assert_eq!(shed.headers["retry-after"], "5");
+    assert_eq!(handler.fills_shed(), 1);
+    for client in slow {
+        assert_eq!(client.await.unwrap().status, 200);
+    }
+    assert_eq!(origin.fetches(), 2, "the shed miss never reached the origin");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_while_revalidate_answers_from_the_store_and_refreshes_once() {
+    let origin = Scripted::new(|n, _| {
+        Box::pin(async move {
+            if n > 0 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            reply(200, &[("cache-control", "max-age=0, stale-while-revalidate=600")], format!("version {n}"))
+        })
+    });
+    let handler = handler(Arc::clone(&origin), |_| {});
+    get(&handler, "/swr.js").await;
+    settle(&handler).await;
+    for _ in 0..5 {
+        let got = get(&handler, "/swr.js").await;
+        assert_eq!((got.x_cache.as_str(), got.body.unwrap()), ("STALE", Bytes::from("version 0")));
+    }
+    settle(&handler).await;
+    assert_eq!(origin.fetches(), 2, "five stale answers, one background refresh");
+    let refreshed = get(&handler, "/swr.js").await;
+    assert_eq!(refreshed.body.unwrap(), "version 1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_with_set_cookie_is_not_shared_with_waiting_clients() {
+    let origin = Scripted::new(|n, _| {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let cookie = format!("session={n}");
+            reply(200, &[("cache-control", "max-age=60"), ("set-cookie", cookie.as_str())], "personal")
+        })
+    });
+    let handler = handler(Arc::clone(&origin), |_| {});
+    let (a, b) = tokio::join!(get(&handler, "/me"), get(&handler, "/me"));
+    let cookies = [&a.headers["set-cookie"], &b.headers["set-cookie"]];
+    assert_ne!(cookies[0], cookies[1], "each client got its own response");
+    assert_eq!(origin.fetches(), 2);
+}

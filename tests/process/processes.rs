@@ -1,0 +1,295 @@
+//! The `holdfast` binary as a child process: kill -9 during disk writes,
+//! graceful drain on SIGTERM, zero-downtime upgrades under load, and the
+//! purge CLI against a fleet with a node down.
+//!
+//! A test target of the `holdfast` package (see crates/node/Cargo.toml), so
+//! Cargo builds the binary first and names it in `CARGO_BIN_EXE_holdfast`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{node_with, token_file, with_admin, within};
+use holdfast_test::process::{NodeProcess, free_port, serve_args, temp_dir, wait_until_serving};
+use holdfast_test::{FakeOrigin, Gate, KeepAlive, Outcome, Reply, eventually, get};
+
+/// The binary under test: this build's, or the one `HOLDFAST_BIN` names.
+fn holdfast_bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var_os("HOLDFAST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_holdfast")), PathBuf::from)
+    })
+}
+
+/// Bodies of assorted sizes whose bytes depend on their index.
+fn body(i: usize) -> Vec<u8> {
+    let len = 1 + (i * 7919) % 200_000;
+    (0..len).map(|j| (j.wrapping_mul(31) ^ i) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_writes_never_serves_a_corrupt_byte() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let dir = temp_dir("kill9");
+        const N: usize = 300;
+        for i in 0..N {
+            origin.route(&format!("/k/{i}"), Reply::ok(body(i)));
+        }
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut node = NodeProcess::spawn(holdfast_bin(), &serve_args(addr, &origin.url(), &dir, free_port(), &[]));
+        wait_until_serving(addr).await;
+        // Four clients fill the cache; the node is killed in the middle.
+        let clients: Vec<_> = (0..4)
+            .map(|w| {
+                tokio::spawn(async move {
+                    let mut client = KeepAlive::new(addr);
+                    for i in (w..N).step_by(4) {
+                        if let Outcome::Failed(_) = client.get(&format!("/k/{i}")).await {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        eventually(Duration::from_secs(20), "some objects fetched", || origin.total_hits() >= N / 3).await;
+        node.signal("-KILL");
+        node.exit_code().await;
+        for client in clients {
+            let _ = client.await;
+        }
+        origin.stop().await;
+
+        // Objects the killed node never stored now fail fast (origin down).
+        let config = dir.with_extension("toml");
+        std::fs::write(&config, "[origin]\nurls = [\"http://127.0.0.1:1\"]\nhold_budget = \"20ms\"\n").unwrap();
+        let config_arg = config.display().to_string();
+        let mut restarted = NodeProcess::spawn(
+            holdfast_bin(),
+            &serve_args(addr, &origin.url(), &dir, free_port(), &["--config", &config_arg]),
+        );
+        wait_until_serving(addr).await;
+        let mut client = KeepAlive::new(addr);
+        let mut served = 0;
+        for i in 0..N {
+            let response = holdfast_test::send(addr, holdfast_test::Protocol::Http1, "GET", &format!("/k/{i}"), &[])
+                .await
+                .unwrap();
+            if response.status == 200 {
+                assert_eq!(response.bytes().as_ref(), &body(i)[..], "object {i} served with wrong bytes");
+                served += 1;
+            } else {
+                assert_eq!(response.status, 503, "object {i}: not stored, origin down");
+            }
+        }
+        let _ = client.get("/").await;
+        eprintln!("after kill -9: {served} of {N} objects served from disk, all verified");
+        assert!(served > 0);
+        restarted.signal("-TERM");
+        assert_eq!(restarted.exit_code().await, Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&config);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_downloads_and_exits_0() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let gate = Gate::new();
+        let big = vec![7u8; 2 << 20];
+        origin.route("/big.bin", Reply::ok(big.clone()).chunked(64 << 10, Duration::ZERO).hold_body(&gate));
+        let dir = temp_dir("drain");
+        let admin = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut node = NodeProcess::spawn(holdfast_bin(), &serve_args(addr, &origin.url(), &dir, admin, &[]));
+        wait_until_serving(addr).await;
+        let download = tokio::spawn(async move { get(addr, "/big.bin").await });
+        eventually(Duration::from_secs(10), "download started", || origin.hits("/big.bin") == 1).await;
+        node.signal("-TERM");
+        // Readiness turns false first, while the listener still accepts.
+        let ready = loop {
+            let r = holdfast_test::send(
+                format!("127.0.0.1:{admin}").parse().unwrap(),
+                holdfast_test::Protocol::Http1,
+                "GET",
+                "/ready",
+                &[],
+            )
+            .await
+            .unwrap();
+            if r.status != 200 {
+                break r.status;
+            }
+        };
+        assert_eq!(ready, 503);
+        gate.open();
+        let response = download.await.unwrap();
+        assert_eq!(response.bytes().len(), big.len(), "the in-flight download finished whole");
+        assert_eq!(node.exit_code().await, Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
+
+/// Requests on new connections, each, until `stop`: (answered, failures).
+fn load(
+    addr: SocketAddr,
+    paths: &'static [&'static str],
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(usize, Vec<Outcome>)>> {
+    (0..4)
+        .map(|w| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, Vec::new());
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // New connections each time, to cross the handover.
+                    let mut client = KeepAlive::new(addr);
+                    let path = if n % 2 == 0 {
+                        paths[n / 2 % paths.len()].to_owned()
+                    } else {
+                        format!("{}?u={w}-{n}", paths[0])
+                    };
+                    match client.get(&path).await {
+                        Outcome::Answered { status: 200, complete: true, .. } => ok += 1,
+                        other => failed.push(other),
+                    }
+                    n += 1;
+                }
+                (ok, failed)
+            })
+        })
+        .collect()
+}
+
+async fn tally(workers: Vec<tokio::task::JoinHandle<(usize, Vec<Outcome>)>>) -> (usize, Vec<Outcome>) {
+    let (mut ok, mut failed) = (0, Vec::new());
+    for worker in workers {
+        let (o, f) = worker.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    (ok, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_under_load_loses_no_request() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let dir = temp_dir("upgrade");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // The same arguments for both processes, admin listener included.
+        let args = serve_args(addr, &origin.url(), &dir, free_port(), &[]);
+        let mut old = NodeProcess::spawn(holdfast_bin(), &args);
+        wait_until_serving(addr).await;
+
+        // A second node without --upgrade is refused at once, naming the first.
+        let refused = Command::new(holdfast_bin()).args(&args).output().expect("run holdfast");
+        assert!(!refused.status.success());
+        let message = String::from_utf8_lossy(&refused.stderr);
+        assert!(message.contains(&format!("pid {}", old.child.id())) && message.contains("--upgrade"), "{message}");
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers = load(addr, &["/hot.js"], &stop);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut upgrade = args.clone();
+        upgrade.push("--upgrade".into());
+        let mut new = NodeProcess::spawn(holdfast_bin(), &upgrade);
+        assert_eq!(old.exit_code().await, Some(0), "the old node drains and exits by itself");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = tally(workers).await;
+        eprintln!("upgrade under load: {ok} requests ok, {} failed", failed.len());
+        assert!(failed.is_empty(), "{failed:?}");
+        assert!(ok > 100);
+        new.signal("-TERM");
+        assert_eq!(new.exit_code().await, Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
+
+/// Regression (issue 13): the README's procedure with the default config
+/// (admin listener on) failed: the admin socket was not handed over, and
+/// the new process exited with "Address already in use".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_upgrade_works_with_the_default_config() {
+    within(async {
+        // This target belongs to crates/node: the workspace is two levels up.
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap();
+        let (listen, admin) = (free_port(), free_port());
+        // config/holdfast.toml as shipped, on free ports (tests may not take 8080).
+        let config = std::fs::read_to_string(workspace.join("config/holdfast.toml"))
+            .unwrap()
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{listen}"))
+            .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
+            .replace("dir:demo-site", &format!("dir:{}", workspace.join("config/demo-site").display()));
+        let dir = temp_dir("readme-upgrade");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("holdfast.toml");
+        std::fs::write(&path, config).unwrap();
+        let args: Vec<String> = vec!["serve".into(), "--config".into(), path.display().to_string()];
+        let addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+        let mut old = NodeProcess::spawn(holdfast_bin(), &args);
+        wait_until_serving(addr).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers = load(addr, &["/assets/app.js", "/assets/style.css", "/index.html"], &stop);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut upgrade = args.clone();
+        upgrade.insert(1, "--upgrade".into());
+        let started = std::time::Instant::now();
+        let mut new = NodeProcess::spawn(holdfast_bin(), &upgrade);
+        assert_eq!(old.exit_code().await, Some(0), "the old node drains and exits by itself");
+        let took = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = tally(workers).await;
+        eprintln!(
+            "README upgrade under load: {ok} requests ok, {} failed, old process gone after {took:?}",
+            failed.len()
+        );
+        assert!(failed.is_empty(), "{failed:?}");
+        // The admin listener moved too: the new node answers its probes.
+        let ready = holdfast_test::get(format!("127.0.0.1:{admin}").parse().unwrap(), "/ready").await;
+        assert_eq!(ready.status.as_u16(), 200);
+        new.signal("-TERM");
+        assert_eq!(new.exit_code().await, Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purge_cli_names_a_node_that_is_down_and_fails() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let token = token_file("cli");
+        let (node, addr) = node_with(&origin, with_admin(token.clone())).await;
+        get(addr, "/cli.js").await;
+        let down = format!(
+            "http://127.0.0.1:{}",
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        );
+        let up = format!("http://{}", node.admin_addr.unwrap());
+        let mut command = Command::new(holdfast_bin());
+        command
+            .args(["purge", "--url"])
+            .arg(format!("http://{}/cli.js", addr.ip()))
+            .args(["--shield", &up, "--node", &down, "--token-file"])
+            .arg(&token);
+        let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "{stdout}");
+        assert!(stdout.contains(&down) && stdout.contains("FAILED"), "{stdout}");
+        assert!(stdout.lines().any(|l| l.starts_with("shield") && l.contains(&up) && l.contains("200")), "{stdout}");
+        assert_eq!(get(addr, "/cli.js").await.x_cache(), "MISS", "the node that was up purged");
+    })
+    .await
+}
