@@ -61,14 +61,14 @@ async fn hits_carry_the_age_the_origin_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_store_private_set_cookie_and_errors_are_never_stored() {
+async fn no_store_private_set_cookie_and_errors_without_freshness_are_never_stored() {
     within(async {
         let origin = holdfast_test::FakeOrigin::start().await;
         origin.route("/no-store", Reply::ok("n").header("cache-control", "no-store"));
         origin.route("/private", Reply::ok("p").header("cache-control", "private, max-age=600"));
         origin.route("/cookie", Reply::ok("c").header("set-cookie", "session=1"));
-        origin.route("/error", Reply::ok("e").status(500));
-        origin.route("/not-found", Reply::ok("nf").status(404));
+        origin.route("/error", Reply::ok("e").status(500).without("cache-control"));
+        origin.route("/not-found", Reply::ok("nf").status(404).without("cache-control"));
         let (_node, addr) = node(&origin).await;
         for path in ["/no-store", "/private", "/cookie", "/error", "/not-found"] {
             let first = get(addr, path).await;
@@ -76,6 +76,27 @@ async fn no_store_private_set_cookie_and_errors_are_never_stored() {
             assert_eq!(first.x_cache(), "MISS", "{path}");
             assert_eq!(second.x_cache(), "MISS", "{path}");
             assert_eq!(origin.hits(path), 2, "{path} must reach the origin every time");
+        }
+    })
+    .await
+}
+
+/// RFC 9111 §3 lets any final status be stored with explicit freshness; an
+/// error sent with the site's year-long asset headers stays fresh for
+/// `cache.max_error_ttl` (60 s) at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_with_explicit_freshness_are_stored_for_a_minute_at_most() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        origin.route("/error", Reply::ok("e").status(500));
+        origin.route("/not-found", Reply::ok("nf").status(404));
+        let (_node, addr) = node(&origin).await;
+        for path in ["/error", "/not-found"] {
+            assert_eq!(get(addr, path).await.x_cache(), "MISS", "{path}");
+            let second = get(addr, path).await;
+            assert_eq!(second.x_cache(), "HIT", "{path}");
+            let ttl: u64 = second.header("cache-status").and_then(|s| s.split("ttl=").nth(1)?.parse().ok()).unwrap();
+            assert!(ttl <= 60, "{path}: ttl {ttl}");
         }
     })
     .await

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, header};
 
 /// Domain separation for the two kinds of key, so a primary key can never
 /// equal a variant key.
@@ -158,23 +158,37 @@ fn write_field(hasher: &mut blake3::Hasher, field: Option<&[u8]>) {
 /// All values of one header as a single comma-joined list, with the
 /// optional whitespace around list elements removed (RFC 9110 §5.3), so
 /// `a, b` and `a,b` select the same variant.
+/// The value a request header contributes to a variant key: every field
+/// line combined, list elements trimmed of whitespace (RFC 9111 §4.1 lets a
+/// cache normalise what the field's syntax makes equivalent). For the
+/// content-negotiation fields, whose elements are case-insensitive and
+/// whose order carries no meaning (preference is in `q`), elements are
+/// also lowercased, spaced alike and sorted.
 fn combined_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
     let mut values = headers.get_all(name).iter().peekable();
     values.peek()?;
-    let mut out = Vec::new();
+    let unordered =
+        [header::ACCEPT, header::ACCEPT_CHARSET, header::ACCEPT_ENCODING, header::ACCEPT_LANGUAGE].contains(name);
+    let mut elements: Vec<Vec<u8>> = Vec::new();
     for value in values {
         for element in value.as_bytes().split(|b| *b == b',') {
             let element = element.trim_ascii();
             if element.is_empty() {
                 continue;
             }
-            if !out.is_empty() {
-                out.push(b',');
+            if unordered {
+                // "en-US ; q=0.5" -> "en-us;q=0.5"
+                let parts = element.split(|b| *b == b';').map(|p| p.trim_ascii().to_ascii_lowercase());
+                elements.push(parts.collect::<Vec<_>>().join(&b';'));
+            } else {
+                elements.push(element.to_vec());
             }
-            out.extend_from_slice(element);
         }
     }
-    Some(out)
+    if unordered {
+        elements.sort();
+    }
+    Some(elements.join(&b','))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -243,5 +257,39 @@ mod tests {
         y.insert("a", HeaderValue::from_static("1"));
         y.insert("b", HeaderValue::from_static(""));
         assert_ne!(primary.variant(&two, &x), primary.variant(&two, &y));
+    }
+
+    /// RFC 9111 §4.1: requests whose Vary'd fields differ only in what the
+    /// field's syntax makes equivalent select the same variant. One row
+    /// per pair of field values, and whether they match.
+    #[test]
+    fn variants_normalise_what_the_syntax_allows() {
+        let primary = Key::primary("GET", "https", "h", "/a");
+        let rows: &[(&'static str, &[&'static str], &[&'static str], bool)] = &[
+            ("accept-language", &["en, fr"], &["en,fr"], true),
+            ("accept-language", &["en, fr"], &["fr, en"], true),
+            ("accept-language", &["EN-us"], &["en-US"], true),
+            ("accept-language", &["en;q=0.5, fr"], &["fr, en ; q=0.5"], true),
+            ("accept-language", &["en", "fr"], &["en, fr"], true),
+            ("accept-language", &["en"], &["fr"], false),
+            ("accept", &["text/html, image/*"], &["image/*,text/html"], true),
+            // Other fields keep order and case: only whitespace and lines.
+            ("x-variant", &["a, b"], &["a,b"], true),
+            ("x-variant", &["a", "b"], &["a, b"], true),
+            ("x-variant", &["a, b"], &["b, a"], false),
+            ("x-variant", &["A"], &["a"], false),
+        ];
+        for (name, left, right, same) in rows {
+            let vary = [HeaderName::from_static(name)];
+            let map = |values: &[&'static str]| {
+                let mut m = HeaderMap::new();
+                for v in values {
+                    m.append(vary[0].clone(), HeaderValue::from_static(v));
+                }
+                m
+            };
+            let (l, r) = (primary.variant(&vary, &map(left)), primary.variant(&vary, &map(right)));
+            assert_eq!(l == r, *same, "{name}: {left:?} vs {right:?}");
+        }
     }
 }

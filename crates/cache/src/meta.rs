@@ -110,27 +110,34 @@ impl Meta {
         self.age(now).saturating_sub(self.freshness_lifetime)
     }
 
+    /// Whether any stale use is allowed at all. RFC 9111 §4.2.4: never for
+    /// `no-cache`, `must-revalidate` or `proxy-revalidate`, nor with
+    /// `s-maxage`, which carries `proxy-revalidate` for a shared cache
+    /// (§5.2.2.10); no configuration overrides that.
+    pub fn may_serve_stale(&self) -> bool {
+        let d = &self.directives;
+        !(d.no_cache || d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some())
+    }
+
     /// May this stored response be served while the origin fails?
     ///
-    /// RFC 9111 §4.2.4 allows it when the cache cannot reach the origin,
-    /// except for `must-revalidate`, `proxy-revalidate` and `no-cache`
-    /// responses; `stale-if-error` (RFC 5861) permits it explicitly within
-    /// its window. `max_stale` bounds the rest (`None`: as long as stored).
+    /// When stale use is allowed at all ([`Meta::may_serve_stale`]),
+    /// `stale-if-error` (RFC 5861) permits it within its window, and
+    /// `max_stale` bounds the rest (`None`: as long as stored).
     pub fn usable_on_error(&self, now: SystemTime, max_stale: Option<Duration>) -> bool {
+        if !self.may_serve_stale() {
+            return false;
+        }
         let staleness = self.staleness(now);
         if self.directives.stale_if_error.is_some_and(|window| staleness <= window) {
             return true;
-        }
-        let d = &self.directives;
-        if d.must_revalidate || d.proxy_revalidate || d.no_cache {
-            return false;
         }
         max_stale.is_none_or(|max| staleness <= max)
     }
 
     /// Within `stale-while-revalidate`: serve it now, refresh in the background.
     pub fn within_stale_while_revalidate(&self, now: SystemTime) -> bool {
-        !self.directives.no_cache
+        self.may_serve_stale()
             && self.directives.stale_while_revalidate.is_some_and(|window| self.staleness(now) <= window)
     }
 

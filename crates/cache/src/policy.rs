@@ -37,6 +37,9 @@ pub enum NoStoreReason {
     BufferBudget,
     /// The origin answered with a content coding the request did not ask for.
     Coding,
+    /// The request carried `Authorization` and the response does not say a
+    /// shared cache may reuse it (RFC 9111 §3.5).
+    Authorization,
 }
 
 impl NoStoreReason {
@@ -53,6 +56,7 @@ impl NoStoreReason {
             NoStoreReason::Truncated => "truncated",
             NoStoreReason::BufferBudget => "buffer-budget",
             NoStoreReason::Coding => "coding",
+            NoStoreReason::Authorization => "authorization",
         }
     }
 }
@@ -77,46 +81,122 @@ pub struct Storable {
     pub vary: Vec<HeaderName>,
 }
 
-/// Status codes holdfast stores: the heuristically cacheable ones of RFC 9110
-/// §15.1 except 206 (ranges are cut from complete objects), 404, 405, 414
-/// and 501 (negative caching comes later, and only when configured). No 5xx
-/// is ever stored.
-fn status_is_storable(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 200 | 203 | 204 | 300 | 301 | 308 | 410)
+/// Status codes a cache may store with heuristic freshness (RFC 9110
+/// §15.1). 206 is left out until partial responses are stored as such.
+fn heuristically_cacheable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501)
+}
+
+/// Final status codes whose caching rules holdfast implements (for
+/// `must-understand`, RFC 9111 §5.2.2.3): those RFC 9110 defines, except
+/// 206 (partial content is not stored as a whole response) and 304 (a
+/// validator, never a stored response).
+fn understood(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200..=205 | 300..=303 | 305 | 307 | 308 | 400..=418 | 421 | 422 | 426 | 500..=505
+    )
 }
 
 /// Upper bound of a heuristic lifetime (10% of the time since Last-Modified).
 pub const MAX_HEURISTIC_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-/// Decides whether a response to a GET may be stored by a shared cache.
+/// How this node reads responses, beyond RFC 9111's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Targeted cache-control fields this node obeys over `Cache-Control`,
+    /// most specific first (RFC 9213): the operator's names, then
+    /// `CDN-Cache-Control`.
+    pub targets: Vec<HeaderName>,
+    /// Lifetime of a 404 that says nothing about its freshness (opt-in:
+    /// an asset that appears with a deploy must not stay missing).
+    pub negative_ttl: Option<Duration>,
+    /// Longest an error (4xx, 5xx) stays fresh, whatever it says: an error
+    /// page sent with the site's year-long asset headers must not outlive
+    /// the incident. `None`: as long as the origin says.
+    pub max_error_ttl: Option<Duration>,
+}
+
+/// Default of [`Policy::max_error_ttl`].
+pub const DEFAULT_MAX_ERROR_TTL: Duration = Duration::from_secs(60);
+
+/// What of the request decides whether its response may be stored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestFacts {
+    /// The request carried `Authorization` to the origin (RFC 9111 §3.5).
+    pub authorization: bool,
+}
+
+impl Policy {
+    /// The policy with `CDN-Cache-Control` as its only targeted field.
+    pub fn standard() -> Policy {
+        Policy {
+            targets: vec![crate::control::CDN_CACHE_CONTROL],
+            negative_ttl: None,
+            max_error_ttl: Some(DEFAULT_MAX_ERROR_TTL),
+        }
+    }
+
+    /// Decides whether a response to a GET may be stored by this shared
+    /// cache (RFC 9111 §3), and for how long it is fresh.
+    pub fn evaluate(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        exchange: Exchange,
+        request: RequestFacts,
+    ) -> Result<Storable, NoStoreReason> {
+        // 1xx never get here; 206 and 304 are not complete responses.
+        if status.is_informational() || status == StatusCode::PARTIAL_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return Err(NoStoreReason::Status);
+        }
+        let directives = ResponseDirectives::parse_targeted(headers, &self.targets);
+        if directives.must_understand {
+            if !understood(status) {
+                return Err(NoStoreReason::Status);
+            }
+        } else if directives.no_store {
+            return Err(NoStoreReason::NoStore);
+        }
+        if directives.private {
+            return Err(NoStoreReason::Private);
+        }
+        if request.authorization && !(directives.public || directives.s_maxage.is_some() || directives.must_revalidate)
+        {
+            return Err(NoStoreReason::Authorization);
+        }
+        if headers.contains_key(header::SET_COOKIE) {
+            return Err(NoStoreReason::SetCookie);
+        }
+        let vary = vary_names(headers).ok_or(NoStoreReason::VaryStar)?;
+        let lifetime = freshness_lifetime(status, headers, &directives, exchange.response_time)
+            .or_else(|| (status == StatusCode::NOT_FOUND).then_some(self.negative_ttl).flatten())
+            .map(|lifetime| match self.max_error_ttl {
+                Some(cap) if status.as_u16() >= 400 => lifetime.min(cap),
+                _ => lifetime,
+            });
+        let has_validator = headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
+        let freshness_lifetime = match lifetime {
+            Some(lifetime) => lifetime,
+            // Stored to be revalidated on each use (RFC 9111 §3 allows a
+            // heuristically cacheable status without explicit freshness).
+            None if has_validator && (heuristically_cacheable(status) || directives.public) => Duration::ZERO,
+            None if !heuristically_cacheable(status) && !directives.public => return Err(NoStoreReason::Status),
+            None => return Err(NoStoreReason::NoFreshness),
+        };
+        Ok(Storable {
+            corrected_initial_age: corrected_initial_age(headers, exchange),
+            directives,
+            freshness_lifetime,
+            vary,
+        })
+    }
+}
+
+/// [`Policy::evaluate`] with the standard policy, for a request without
+/// `Authorization`.
 pub fn evaluate(status: StatusCode, headers: &HeaderMap, exchange: Exchange) -> Result<Storable, NoStoreReason> {
-    if !status_is_storable(status) {
-        return Err(NoStoreReason::Status);
-    }
-    let directives = ResponseDirectives::parse(headers);
-    if directives.no_store {
-        return Err(NoStoreReason::NoStore);
-    }
-    if directives.private {
-        return Err(NoStoreReason::Private);
-    }
-    if headers.contains_key(header::SET_COOKIE) {
-        return Err(NoStoreReason::SetCookie);
-    }
-    let vary = vary_names(headers).ok_or(NoStoreReason::VaryStar)?;
-    let lifetime = freshness_lifetime(status, headers, &directives, exchange.response_time);
-    let has_validator = headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
-    let freshness_lifetime = match lifetime {
-        Some(lifetime) => lifetime,
-        None if has_validator => Duration::ZERO,
-        None => return Err(NoStoreReason::NoFreshness),
-    };
-    Ok(Storable {
-        corrected_initial_age: corrected_initial_age(headers, exchange),
-        directives,
-        freshness_lifetime,
-        vary,
-    })
+    Policy::standard().evaluate(status, headers, exchange, RequestFacts::default())
 }
 
 /// The header names of `Vary`, lowercase, sorted and without duplicates;
@@ -154,16 +234,17 @@ pub fn freshness_lifetime(
     if let Some(max_age) = directives.max_age {
         return Some(max_age);
     }
+    // A missing or invalid Date counts as the time of receipt (§4.2.3).
     let date = date_header(headers, header::DATE).unwrap_or(response_time);
-    if let Some(expires) = headers.get(header::EXPIRES) {
+    if let Some(expires) = headers.get(header::EXPIRES).filter(|_| !directives.targeted) {
         // An invalid Expires (for example "0") means already expired.
-        let expires = expires.to_str().ok().and_then(|t| httpdate::parse_http_date(t).ok());
+        let expires = expires.to_str().ok().and_then(parse_http_date);
         return Some(match expires {
             Some(expires) => expires.duration_since(date).unwrap_or(Duration::ZERO),
             None => Duration::ZERO,
         });
     }
-    if (status_is_storable(status) || directives.public)
+    if (heuristically_cacheable(status) || directives.public)
         && let Some(last_modified) = date_header(headers, header::LAST_MODIFIED)
     {
         let since = date.duration_since(last_modified).unwrap_or(Duration::ZERO);
@@ -199,7 +280,31 @@ pub fn age(headers: &HeaderMap) -> Option<Duration> {
 }
 
 fn date_header(headers: &HeaderMap, name: HeaderName) -> Option<SystemTime> {
-    headers.get(name).and_then(|v| v.to_str().ok()).and_then(|t| httpdate::parse_http_date(t).ok())
+    headers.get(name).and_then(|v| v.to_str().ok()).and_then(parse_http_date)
+}
+
+/// An HTTP-date in any of its three formats (RFC 9110 §5.6.7: IMF-fixdate,
+/// RFC 850, asctime), with day and month names in any case, as recipients
+/// are asked to accept.
+pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    if let Ok(time) = httpdate::parse_http_date(text) {
+        return Some(time);
+    }
+    // "THU, 01 JAN 1970 00:00:00 gmt" -> "Thu, 01 Jan 1970 00:00:00 GMT".
+    let mut normal = String::with_capacity(text.len());
+    let mut word_start = true;
+    for c in text.chars() {
+        if c.is_ascii_alphabetic() {
+            normal.push(if word_start { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+            word_start = false;
+        } else {
+            normal.push(c);
+            word_start = true;
+        }
+    }
+    let normal = normal.replace("Gmt", "GMT");
+    httpdate::parse_http_date(&normal).ok()
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) and fields the cache recomputes.
@@ -304,10 +409,134 @@ mod tests {
             let h = headers(&pairs.iter().map(|(k, v)| (*k, v.to_string())).collect::<Vec<_>>());
             assert_eq!(evaluate(StatusCode::OK, &h, e).unwrap_err(), *reason, "{pairs:?}");
         }
-        let h = headers(&[("cache-control", "max-age=60".into())]);
-        for status in [206, 302, 404, 500, 502, 503] {
-            assert_eq!(evaluate(StatusCode::from_u16(status).unwrap(), &h, e).unwrap_err(), NoStoreReason::Status);
+    }
+
+    /// RFC 9111 §3: what may be stored, by status. One row per case:
+    /// status, response fields, and the lifetime stored (or the refusal).
+    #[test]
+    fn storable_statuses() {
+        let e = exchange_at(1000);
+        let lm = httpdate::fmt_http_date(t(0));
+        let date = httpdate::fmt_http_date(t(1000));
+        type Row = (u16, Vec<(&'static str, String)>, Result<u64, NoStoreReason>);
+        let rows: Vec<Row> = vec![
+            // Explicit freshness makes any final status storable.
+            (200, vec![("cache-control", "max-age=60".into())], Ok(60)),
+            (302, vec![("cache-control", "max-age=60".into())], Ok(60)),
+            (307, vec![("expires", httpdate::fmt_http_date(t(1060))), ("date", date.clone())], Ok(60)),
+            (404, vec![("cache-control", "max-age=60".into())], Ok(60)),
+            (500, vec![("cache-control", "max-age=60".into())], Ok(60)),
+            (503, vec![("cache-control", "s-maxage=5".into())], Ok(5)),
+            (599, vec![("cache-control", "max-age=60".into())], Ok(60)),
+            // 206 and 304 are never stored as responses; 1xx never get here.
+            (206, vec![("cache-control", "max-age=60".into())], Err(NoStoreReason::Status)),
+            (304, vec![("cache-control", "max-age=60".into())], Err(NoStoreReason::Status)),
+            // Heuristic freshness only for heuristically cacheable statuses.
+            (200, vec![("last-modified", lm.clone()), ("date", date.clone())], Ok(100)),
+            // (errors: at most max_error_ttl, 60 s)
+            (404, vec![("last-modified", lm.clone()), ("date", date.clone())], Ok(60)),
+            (410, vec![("last-modified", lm.clone()), ("date", date.clone())], Ok(60)),
+            (302, vec![("last-modified", lm.clone()), ("date", date.clone())], Err(NoStoreReason::Status)),
+            (500, vec![("last-modified", lm.clone()), ("date", date.clone())], Err(NoStoreReason::Status)),
+            (302, vec![("etag", "\"x\"".into())], Err(NoStoreReason::Status)),
+            // `public` makes a status heuristically cacheable.
+            (302, vec![("cache-control", "public".into()), ("last-modified", lm.clone()), ("date", date)], Ok(100)),
+            // must-understand: no-store is ignored for an understood status.
+            (200, vec![("cache-control", "must-understand, no-store, max-age=60".into())], Ok(60)),
+            (299, vec![("cache-control", "must-understand, no-store, max-age=60".into())], Err(NoStoreReason::Status)),
+            (299, vec![("cache-control", "no-store, max-age=60".into())], Err(NoStoreReason::NoStore)),
+        ];
+        for (status, pairs, expected) in rows {
+            let h = headers(&pairs);
+            let got = evaluate(StatusCode::from_u16(status).unwrap(), &h, e).map(|s| s.freshness_lifetime.as_secs());
+            assert_eq!(got, expected, "{status} {pairs:?}");
         }
+    }
+
+    /// The opt-in negative TTL applies to 404s without freshness, nothing else.
+    #[test]
+    fn negative_ttl_is_opt_in_and_only_for_404() {
+        let policy = Policy { negative_ttl: Some(Duration::from_secs(30)), ..Policy::standard() };
+        let none = HeaderMap::new();
+        let facts = RequestFacts::default();
+        let got = |p: &Policy, s| p.evaluate(StatusCode::from_u16(s).unwrap(), &none, exchange_at(0), facts);
+        assert_eq!(got(&policy, 404).unwrap().freshness_lifetime, Duration::from_secs(30));
+        assert_eq!(got(&Policy::standard(), 404).unwrap_err(), NoStoreReason::NoFreshness);
+        assert_eq!(got(&policy, 410).unwrap_err(), NoStoreReason::NoFreshness);
+        assert_eq!(got(&policy, 500).unwrap_err(), NoStoreReason::Status);
+    }
+
+    /// An error page with the site's year-long headers stays fresh for
+    /// max_error_ttl at most; successes are not capped.
+    #[test]
+    fn errors_are_capped_by_max_error_ttl() {
+        let h = headers(&[("cache-control", "public, max-age=31536000, immutable".into())]);
+        let facts = RequestFacts::default();
+        let lifetime = |p: &Policy, s| {
+            p.evaluate(StatusCode::from_u16(s).unwrap(), &h, exchange_at(0), facts).unwrap().freshness_lifetime
+        };
+        let standard = Policy::standard();
+        assert_eq!(lifetime(&standard, 200), Duration::from_secs(31_536_000));
+        assert_eq!(lifetime(&standard, 301), Duration::from_secs(31_536_000));
+        for status in [404, 410, 500, 503] {
+            assert_eq!(lifetime(&standard, status), DEFAULT_MAX_ERROR_TTL, "{status}");
+        }
+        let uncapped = Policy { max_error_ttl: None, ..Policy::standard() };
+        assert_eq!(lifetime(&uncapped, 503), Duration::from_secs(31_536_000));
+    }
+
+    /// RFC 9111 §3.5: a response to a request with Authorization is stored
+    /// only when public, s-maxage or must-revalidate allow it.
+    #[test]
+    fn authorization_needs_explicit_permission() {
+        let with_auth = RequestFacts { authorization: true };
+        let rows: &[(&str, bool)] = &[
+            ("max-age=60", false),
+            ("public, max-age=60", true),
+            ("s-maxage=60", true),
+            ("max-age=60, must-revalidate", true),
+        ];
+        for (cc, stored) in rows {
+            let h = headers(&[("cache-control", (*cc).into())]);
+            let got = Policy::standard().evaluate(StatusCode::OK, &h, exchange_at(0), with_auth);
+            assert_eq!(got.is_ok(), *stored, "{cc}");
+            if !stored {
+                assert_eq!(got.unwrap_err(), NoStoreReason::Authorization);
+            }
+        }
+    }
+
+    /// RFC 9110 §5.6.7: all three date formats, names in any case; an
+    /// invalid Expires means already expired (RFC 9111 §5.3).
+    #[test]
+    fn expires_in_every_date_format() {
+        let date = ("date", "Sun, 06 Nov 1994 08:49:37 GMT".to_owned());
+        let rows: &[(&str, u64)] = &[
+            ("Sun, 06 Nov 1994 08:50:37 GMT", 60),
+            ("Sunday, 06-Nov-94 08:50:37 GMT", 60),
+            ("Sun Nov  6 08:50:37 1994", 60),
+            ("SUN, 06 NOV 1994 08:50:37 GMT", 60),
+            ("sun, 06 nov 1994 08:50:37 gmt", 60),
+            ("0", 0),
+            ("-1", 0),
+            ("Sun, 06 Nov 1994 08:48:37 GMT", 0),
+            ("yesterday", 0),
+        ];
+        for (expires, lifetime) in rows {
+            let h = headers(&[date.clone(), ("expires", (*expires).into()), ("etag", "\"e\"".into())]);
+            let s = evaluate(StatusCode::OK, &h, exchange_at(0)).unwrap();
+            assert_eq!(s.freshness_lifetime, Duration::from_secs(*lifetime), "Expires: {expires}");
+        }
+        // A missing or invalid Date counts as the time of receipt.
+        for date in [None, Some("not a date")] {
+            let mut pairs = vec![("expires", httpdate::fmt_http_date(t(90)))];
+            pairs.extend(date.map(|d| ("date", d.to_owned())));
+            let s = evaluate(StatusCode::OK, &headers(&pairs), exchange_at(30)).unwrap();
+            assert_eq!(s.freshness_lifetime, Duration::from_secs(60), "Date {date:?}");
+        }
+        // A targeted field makes Expires irrelevant (RFC 9213 §2.1).
+        let h = headers(&[("cdn-cache-control", "max-age=5".into()), ("expires", httpdate::fmt_http_date(t(900)))]);
+        assert_eq!(evaluate(StatusCode::OK, &h, exchange_at(0)).unwrap().freshness_lifetime, Duration::from_secs(5));
     }
 
     #[test]

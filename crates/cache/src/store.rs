@@ -385,8 +385,15 @@ mod tests {
             ("max-age=10", 1000, Some(100), false, false),
             ("max-age=10, immutable", 100, Some(100), true, false),
             ("max-age=10, must-revalidate", 11, None, false, false),
-            ("max-age=10, must-revalidate, stale-if-error=60", 60, None, true, false),
-            ("max-age=10, must-revalidate, stale-if-error=60", 80, None, false, false),
+            // must-revalidate wins over stale-if-error (RFC 9111 §4.2.4 forbids
+            // stale use when a directive prohibits it).
+            ("max-age=10, must-revalidate, stale-if-error=60", 60, None, false, false),
+            ("max-age=10, stale-if-error=60", 60, Some(5), true, false),
+            ("max-age=10, stale-if-error=60", 80, Some(5), false, false),
+            ("max-age=10, proxy-revalidate, stale-while-revalidate=30", 15, None, false, false),
+            // s-maxage carries proxy-revalidate for a shared cache (§5.2.2.10).
+            ("s-maxage=10, stale-if-error=60, stale-while-revalidate=30", 15, None, false, false),
+            ("max-age=10, no-cache, stale-while-revalidate=30", 15, None, false, false),
             ("max-age=10, stale-while-revalidate=30", 35, None, true, true),
             ("max-age=10, stale-while-revalidate=30", 45, None, true, false),
         ];

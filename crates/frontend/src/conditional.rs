@@ -1,6 +1,8 @@
 //! Conditional requests (RFC 9110 §13) evaluated by the cache itself, so a
 //! revalidating browser gets a 304 without the origin being asked.
 
+use std::time::SystemTime;
+
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
 
@@ -8,14 +10,17 @@ use http::header::{self, HeaderValue};
 /// is answered 304 Not Modified.
 ///
 /// If-None-Match uses the weak comparison; If-Modified-Since is looked at
-/// only when there is no If-None-Match (RFC 9110 §13.2.2).
-pub(crate) fn not_modified(request: &HeaderMap, response: &HeaderMap) -> bool {
+/// only when there is no If-None-Match (RFC 9110 §13.2.2), and compared
+/// with `Last-Modified`, else the response's `Date`, else `received`
+/// (RFC 9111 §4.3.2).
+pub(crate) fn not_modified(request: &HeaderMap, response: &HeaderMap, received: SystemTime) -> bool {
     if request.contains_key(header::IF_NONE_MATCH) {
         let Some(etag) = response.get(header::ETAG) else { return false };
         return request.get_all(header::IF_NONE_MATCH).iter().any(|value| list_matches_weak(value, etag));
     }
     let Some(since) = date(request.get(header::IF_MODIFIED_SINCE)) else { return false };
-    let Some(modified) = date(response.get(header::LAST_MODIFIED)) else { return false };
+    let modified =
+        date(response.get(header::LAST_MODIFIED)).or_else(|| date(response.get(header::DATE))).unwrap_or(received);
     modified <= since
 }
 
@@ -39,14 +44,14 @@ pub(crate) fn if_range_matches(if_range: &HeaderValue, response: &HeaderMap) -> 
         let Some(etag) = response.get(header::ETAG).and_then(|v| v.to_str().ok()) else { return false };
         return !value.starts_with("W/") && !etag.starts_with("W/") && value == etag.trim();
     }
-    match (httpdate::parse_http_date(value), date(response.get(header::LAST_MODIFIED))) {
-        (Ok(since), Some(modified)) => since == modified,
+    match (holdfast_cache::policy::parse_http_date(value), date(response.get(header::LAST_MODIFIED))) {
+        (Some(since), Some(modified)) => since == modified,
         _ => false,
     }
 }
 
-fn date(value: Option<&HeaderValue>) -> Option<std::time::SystemTime> {
-    httpdate::parse_http_date(value?.to_str().ok()?).ok()
+fn date(value: Option<&HeaderValue>) -> Option<SystemTime> {
+    holdfast_cache::policy::parse_http_date(value?.to_str().ok()?)
 }
 
 #[cfg(test)]
@@ -55,6 +60,33 @@ mod tests {
 
     fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs.iter().map(|(k, v)| (header::HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+    }
+
+    fn received() -> SystemTime {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_893_456_000) // 2030-01-01
+    }
+
+    fn not_modified(request: &HeaderMap, response: &HeaderMap) -> bool {
+        super::not_modified(request, response, received())
+    }
+
+    /// RFC 9111 §4.3.2: without Last-Modified, If-Modified-Since is compared
+    /// with Date, then with the time the response was received.
+    #[test]
+    fn if_modified_since_falls_back_to_date_then_receipt() {
+        type Row = (&'static [(&'static str, &'static str)], &'static str, bool);
+        let rows: &[Row] = &[
+            (&[("date", "Tue, 01 Jan 2030 00:00:00 GMT")], "Tue, 01 Jan 2030 00:00:00 GMT", true),
+            (&[("date", "Tue, 01 Jan 2030 00:00:00 GMT")], "Mon, 31 Dec 2029 00:00:00 GMT", false),
+            (&[], "Tue, 01 Jan 2030 00:00:00 GMT", true),
+            (&[], "Mon, 31 Dec 2029 23:59:59 GMT", false),
+            // Any date format, any case.
+            (&[("last-modified", "Tue, 01 Jan 2030 00:00:00 GMT")], "tuesday, 01-jan-30 00:00:00 gmt", true),
+        ];
+        for (response, since, expected) in rows {
+            let request = h(&[("if-modified-since", since)]);
+            assert_eq!(not_modified(&request, &h(response)), *expected, "{response:?} since {since}");
+        }
     }
 
     #[test]

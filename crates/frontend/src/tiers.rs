@@ -288,6 +288,24 @@ impl Tiers {
         }
     }
 
+    /// Invalidates the responses stored under `primaries` in both tiers
+    /// (RFC 9111 §4.4: after an unsafe request changed the resource). By
+    /// key, not by a purge's walk: unsafe requests are frequent.
+    pub(crate) fn invalidate(&self, primaries: Vec<Key>) {
+        for primary in &primaries {
+            self.memory.remove(primary);
+        }
+        if let Some(disk) = self.disk.clone() {
+            let lock = Arc::clone(&self.disk_writes);
+            tokio::task::spawn_blocking(move || {
+                let _writing = lock.read().unwrap_or_else(|p| p.into_inner());
+                for primary in &primaries {
+                    disk.remove(primary);
+                }
+            });
+        }
+    }
+
     /// Runs a disk write off the async threads, detached (a kill during it
     /// leaves only a temporary file), unless a purge overtook it.
     fn on_disk(&self, epoch: u64, meta: Arc<Meta>, write: impl FnOnce(&DiskTier) + Send + 'static) {

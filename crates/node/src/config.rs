@@ -707,6 +707,7 @@ impl NodeConfig {
                 pass_methods,
                 fill_buffer_size: file.cache.fill_buffer_size.as_u64(),
                 max_concurrent_fills: file.cache.max_concurrent_fills,
+                ..HandlerConfig::default()
             },
             server: ServerConfig {
                 header_read_timeout: file.server.header_read_timeout,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use holdfast_cache::policy::{self, Exchange};
+use holdfast_cache::policy::{self, Exchange, Policy, RequestFacts};
 use holdfast_cache::{DigestBuilder, Key, Meta, NoStoreReason, Storable, encoding};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
@@ -43,6 +43,10 @@ pub(crate) struct FillJob {
     max_object_size: u64,
     /// Bound on serving a stale copy when the origin fails (`None`: no bound).
     max_stale: Option<Duration>,
+    /// How responses are judged: targeted fields, negative caching.
+    policy: Policy,
+    /// The request carries `Authorization` to the origin (RFC 9111 §3.5).
+    authorization: bool,
 }
 
 impl FillJob {
@@ -78,6 +82,8 @@ impl FillJob {
             cacheable: true,
             max_object_size: config.max_object_size,
             max_stale: config.max_stale_on_error,
+            policy: config.policy.clone(),
+            authorization: false,
         }
     }
 
@@ -116,7 +122,10 @@ impl FillJob {
             cacheable,
             max_object_size,
             max_stale,
+            policy,
+            authorization,
         } = self;
+        let facts = RequestFacts { authorization };
         // A stale copy that may not be served on error is no fallback.
         let usable_on_error = stale.as_ref().is_some_and(|hit| hit.meta.usable_on_error(SystemTime::now(), max_stale));
         let is_get = fetch.method == Method::GET;
@@ -148,7 +157,7 @@ impl FillJob {
                 // Set-Cookie is never merged (merged_headers drops it): a
                 // cookie is for one client, never for a stored response.
                 let merged = hit.meta.merged_headers(&headers);
-                let (meta, shareable) = match policy::evaluate(hit.meta.status, &merged, exchange) {
+                let (meta, shareable) = match policy.evaluate(hit.meta.status, &merged, exchange, facts) {
                     Ok(storable) => {
                         let freshened = hit.meta.freshened(&headers, storable, exchange);
                         (tiers.freshen(primary, &request_headers, freshened, epoch), true)
@@ -163,8 +172,10 @@ impl FillJob {
                 fill.publish_head(FillHead::Revalidated(Stored { meta, body: hit.body }, shareable));
                 return;
             }
-            if usable_on_error && (parts.status.is_server_error() || parts.status.is_client_error()) {
-                // An origin error never replaces a stored object.
+            if usable_on_error && parts.status.is_server_error() {
+                // A 5xx to a revalidation may be treated as no answer (RFC
+                // 9111 §4.3.3): it never replaces a stored object. A 4xx is
+                // the resource's new state and is relayed.
                 let reason = format!("origin {} answered {}", fetched.origin, parts.status);
                 tracing::warn!(%url, %reason, "serving stale");
                 let status = http::StatusCode::BAD_GATEWAY;
@@ -183,7 +194,7 @@ impl FillJob {
             // this client (it is what the origin answered) but store nothing.
             Err(NoStoreReason::Coding)
         } else {
-            policy::evaluate(parts.status, &headers, exchange)
+            policy.evaluate(parts.status, &headers, exchange, facts)
         };
         if storable.is_ok() && content_length.is_some_and(|len| len > max_object_size) {
             storable = Err(NoStoreReason::TooLarge);

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use holdfast_cache::policy::Policy;
 use holdfast_cache::{DiskTier, Store};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -118,6 +119,9 @@ pub struct HandlerConfig {
     /// Origin fills in progress at most; beyond, a miss gets 503 (or its
     /// stale copy). Read at start.
     pub max_concurrent_fills: usize,
+    /// How origin responses are judged: the targeted cache-control fields
+    /// obeyed over `Cache-Control` (RFC 9213), negative caching.
+    pub policy: Policy,
 }
 
 pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 * 1024 * 1024;
@@ -141,6 +145,7 @@ impl Default for HandlerConfig {
             pass_methods: Vec::new(),
             fill_buffer_size: DEFAULT_FILL_BUFFER_SIZE,
             max_concurrent_fills: DEFAULT_MAX_CONCURRENT_FILLS,
+            policy: Policy::standard(),
         }
     }
 }

@@ -6,6 +6,7 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use holdfast_cache::control;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
@@ -46,6 +47,21 @@ pub(crate) fn full(bytes: Bytes) -> ResponseBody {
 
 pub(crate) fn empty() -> ResponseBody {
     Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Fields that direct caches (CDN-Cache-Control, Surrogate-Control, the
+/// configured targets) are for this node: a browser gets none of them. A
+/// request that came through another cache (it has `Via`: an edge asking
+/// its shield) gets them, so every tier obeys the same instructions.
+fn strip_targeted_fields(request: &ClientRequest, headers: &mut HeaderMap) {
+    if request.headers.contains_key(header::VIA) {
+        return;
+    }
+    let targets = &request.routing.config.policy.targets;
+    let names: Vec<_> = headers.keys().filter(|name| control::is_targeted_field(name, targets)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
 }
 
 fn set_result(headers: &mut HeaderMap, result: CacheResult, detail: &str) {
@@ -136,8 +152,9 @@ pub(crate) fn from_store(request: &ClientRequest, hit: Stored, result: CacheResu
         _ => "fwd=method".to_owned(),
     };
     set_result(&mut headers, result, &detail);
+    strip_targeted_fields(request, &mut headers);
     let answer = |response| Answer { response, result, site: Some(request.site), origin: None };
-    if meta.status == StatusCode::OK && conditional::not_modified(&request.headers, &headers) {
+    if meta.status == StatusCode::OK && conditional::not_modified(&request.headers, &headers, meta.stored_at) {
         return answer(not_modified(&headers));
     }
     let len = hit.body.len();
@@ -198,10 +215,11 @@ pub(crate) fn from_origin(
         (_, Err(reason)) => format!("fwd=uri-miss; fwd-status={}; detail={}", head.status.as_u16(), reason.as_str()),
     };
     set_result(&mut headers, result, &detail);
+    strip_targeted_fields(request, &mut headers);
     let origin = Some(head.origin.clone());
     if head.status == StatusCode::OK
         && result == CacheResult::Miss
-        && conditional::not_modified(&request.headers, &headers)
+        && conditional::not_modified(&request.headers, &headers, SystemTime::now())
     {
         return Answer { response: not_modified(&headers), result, site: Some(request.site), origin };
     }
