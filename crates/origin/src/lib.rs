@@ -29,7 +29,7 @@ use http_body_util::combinators::BoxBody;
 
 pub use client::Client;
 pub use config::{Endpoint, Member, OriginConfig, Selection};
-pub use error::{OriginError, OriginErrorKind};
+pub use error::{ErrorChain, OriginError, OriginErrorKind};
 pub use health::{BreakerState, HealthConfig};
 pub use retry::{RetryBudget, RetryPolicy};
 pub use stats::{LATENCY_BUCKETS, MemberStatus, OriginStats, OriginStatsSnapshot};

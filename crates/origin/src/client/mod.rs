@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use crate::directory;
 use crate::health::Health;
 use crate::{
-    Endpoint, MemberStatus, OriginBody, OriginConfig, OriginError, OriginErrorKind, OriginRequest, OriginStats,
-    RetryBudget,
+    Endpoint, ErrorChain, MemberStatus, OriginBody, OriginConfig, OriginError, OriginErrorKind, OriginRequest,
+    OriginStats, RetryBudget,
 };
 use choose::Choice;
 use transport::HttpClient;
@@ -224,7 +224,7 @@ impl Client {
                 }
                 Err(kind) => {
                     inner.record_failure(index);
-                    tracing::debug!(origin = %target.label, error = %kind, attempt = attempts, "origin attempt failed");
+                    tracing::debug!(origin = %target.label, error = %ErrorChain(&kind), attempt = attempts, "origin attempt failed");
                     last_error = Some(OriginError::new(kind, target.label.clone()));
                 }
             }

@@ -105,7 +105,7 @@ impl Inner {
             .authority(authority.clone())
             .path_and_query(request.path_and_query.as_str())
             .build()
-            .map_err(|e| OriginErrorKind::BadRequest(e.to_string()))?;
+            .map_err(|e| OriginErrorKind::BadRequest(Arc::new(e)))?;
         let host = config.host.as_deref().unwrap_or(&request.host);
         let mut builder = Request::builder()
             .method(request.method.clone())
@@ -131,30 +131,18 @@ impl Inner {
             }
             None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
         };
-        let outgoing = builder.body(body).map_err(|e| OriginErrorKind::BadRequest(e.to_string()))?;
+        let outgoing = builder.body(body).map_err(|e| OriginErrorKind::BadRequest(Arc::new(e)))?;
         let response = match tokio::time::timeout(config.header_timeout, self.http.request(outgoing)).await {
             Err(_) => return Err(OriginErrorKind::HeaderTimeout(config.header_timeout)),
-            Ok(Err(e)) if e.is_connect() => return Err(OriginErrorKind::Connect(error_chain(&e))),
-            Ok(Err(e)) => return Err(OriginErrorKind::Protocol(error_chain(&e))),
+            Ok(Err(e)) if e.is_connect() => return Err(OriginErrorKind::Connect(Arc::new(e))),
+            Ok(Err(e)) => return Err(OriginErrorKind::Protocol(Arc::new(e))),
             Ok(Ok(response)) => response,
         };
         let idle = config.body_idle_timeout;
         Ok(response.map(|body| {
-            IdleTimeoutBody::new(body.map_err(|e| OriginErrorKind::Body(error_chain(&e))), idle)
+            IdleTimeoutBody::new(body.map_err(|e| OriginErrorKind::Body(Arc::new(e))), idle)
                 .map_err(|kind| OriginError::new(kind, String::new()))
                 .boxed()
         }))
     }
-}
-
-/// Joins an error and its sources into one line for logs and reasons.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
