@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use bytesize::ByteSize;
 use clap::{Parser, Subcommand};
+use holdfast_control::PurgeTarget;
 use holdfast_node::config::{self, NodeConfig, Overrides};
 use holdfast_node::{RunningNode, Sockets, cli};
 use tracing_subscriber::EnvFilter;
@@ -142,7 +143,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Purge(args) => run_client(purge(args)),
         Command::Stats { node, token_file, json } => run_client(async move {
-            let token = cli::token(token_file.as_deref())?;
+            let token = cli::token(token_file.as_deref(), admin_token_env().as_deref())?;
             cli::stats(&node, &token, json).await
         }),
         Command::Warm { node, manifest, concurrency } => run_client(async move {
@@ -166,7 +167,7 @@ fn run_client(command: impl std::future::Future<Output = anyhow::Result<bool>>) 
 }
 
 async fn purge(args: PurgeArgs) -> anyhow::Result<bool> {
-    let token = cli::token(args.token_file.as_deref())?;
+    let token = cli::token(args.token_file.as_deref(), admin_token_env().as_deref())?;
     let (mut shields, mut edges) = (args.shield, args.node);
     if let Some(path) = &args.nodes_file {
         let file = cli::nodes_file(path)?;
@@ -174,10 +175,10 @@ async fn purge(args: PurgeArgs) -> anyhow::Result<bool> {
         edges.extend(file.edges);
     }
     let target = match (args.url, args.prefix, args.tag) {
-        (Some(url), _, _) => cli::Target::Url(url),
-        (_, Some(prefix), _) => cli::Target::Prefix(prefix),
-        (_, _, Some(tag)) => cli::Target::Tag(tag),
-        _ => cli::Target::All,
+        (Some(url), _, _) => PurgeTarget::Url(url),
+        (_, Some(prefix), _) => PurgeTarget::Prefix(prefix),
+        (_, _, Some(tag)) => PurgeTarget::Tag(tag),
+        _ => PurgeTarget::All,
     };
     cli::purge(target, args.soft, shields, edges, &token).await
 }
@@ -224,7 +225,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache_dir: args.cache_dir,
         admin_listen: args.admin_listen,
         admin_token_file: args.admin_token_file,
-        admin_token_env: std::env::var("HOLDFAST_ADMIN_TOKEN").ok(),
+        admin_token_env: admin_token_env(),
         tls_listen: args.tls_listen,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
@@ -269,4 +270,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// HOLDFAST_ADMIN_TOKEN.
+fn admin_token_env() -> Option<String> {
+    std::env::var("HOLDFAST_ADMIN_TOKEN").ok()
 }
