@@ -1,6 +1,9 @@
 //! The TOML file as written: [`FileConfig`] and its sections, with their
-//! defaults.
+//! defaults. serde parses every value (addresses, sizes, durations, the
+//! keys that take one of a few words); the conversion to typed configs
+//! checks what depends on several keys or on the machine.
 
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,23 +11,30 @@ use bytesize::ByteSize;
 use holdfast_frontend::h3::H3Config;
 use holdfast_frontend::{ServerConfig, handler};
 use holdfast_origin::{HealthConfig, RetryPolicy};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+use super::values::{AccessFormat, Fsync, H3AddressValidation, OptionalListen, Selection, UnknownHostStatus};
 
 /// Where `serve` listens when neither the file nor a flag says.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 /// Memory for cached bodies and metadata.
 pub const DEFAULT_MEMORY_SIZE: ByteSize = ByteSize::mib(256);
 /// Body bytes kept in the disk tier.
 pub const DEFAULT_DISK_SIZE: ByteSize = ByteSize::gib(10);
 /// The admin listener (loopback: probes run on the same host or pod).
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9901));
 /// Between readiness turning false and the listeners closing: time for a
 /// load balancer to notice.
 pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(1);
 
 /// The TOML file, as written.
+///
+/// A value that does not parse is reported with its key, e.g.
+/// `server.listen[0]: TOML parse error at line 2 ...`: serde's errors do
+/// not say where they are, so [`FileConfig`]'s `Deserialize` follows the
+/// path (serde_path_to_error) and prefixes it.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(remote = "Self", deny_unknown_fields, default)]
 pub struct FileConfig {
     pub server: ServerSection,
     pub limits: LimitsSection,
@@ -37,6 +47,27 @@ pub struct FileConfig {
     pub log: LogSection,
     /// Further sites, each with its own hosts and origins.
     pub site: Vec<SiteSection>,
+}
+
+impl<'de> Deserialize<'de> for FileConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<FileConfig, D::Error> {
+        /// The derived impl (`remote = "Self"` makes it an inherent function).
+        struct Derived(FileConfig);
+        impl<'de> Deserialize<'de> for Derived {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Derived, D::Error> {
+                FileConfig::deserialize(deserializer).map(Derived)
+            }
+        }
+        serde_path_to_error::deserialize(deserializer).map(|Derived(file)| file).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            let message = inner.to_string();
+            match path.as_str() {
+                "." => inner,
+                path => serde::de::Error::custom(format!("{path}: {}", message.trim_end())),
+            }
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,13 +83,12 @@ pub struct SiteSection {
 pub struct LogSection {
     /// "off", "stdout", or a file path (relative to the config file).
     pub access: String,
-    /// "json" or "plain".
-    pub access_format: String,
+    pub access_format: AccessFormat,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { access: "off".into(), access_format: "json".into() }
+        LogSection { access: "off".into(), access_format: AccessFormat::default() }
     }
 }
 
@@ -66,7 +96,7 @@ impl Default for LogSection {
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
     /// TLS listeners: HTTP/1.1 and HTTP/2 by ALPN.
-    pub listen: Vec<String>,
+    pub listen: Vec<SocketAddr>,
     /// Also serve HTTP/3 over UDP on each TLS listener's address.
     pub h3: bool,
     /// Certificate chains and keys (PEM); the first is the default, for
@@ -85,9 +115,8 @@ pub struct TlsSection {
     /// Longest a QUIC handshake may take.
     #[serde(with = "humantime_serde")]
     pub h3_handshake_timeout: Duration,
-    /// QUIC Retry (address validation): "auto" (while more than
-    /// h3_retry_above_handshakes handshakes are in progress), "always", "never".
-    pub h3_address_validation: String,
+    /// QUIC Retry (address validation).
+    pub h3_address_validation: H3AddressValidation,
     pub h3_retry_above_handshakes: usize,
 }
 
@@ -102,7 +131,7 @@ impl Default for TlsSection {
             h3_max_connections: holdfast_frontend::h3::DEFAULT_MAX_CONNECTIONS,
             h3_max_connections_per_client: 0,
             h3_handshake_timeout: holdfast_frontend::h3::DEFAULT_HANDSHAKE_TIMEOUT,
-            h3_address_validation: "auto".into(),
+            h3_address_validation: H3AddressValidation::default(),
             h3_retry_above_handshakes: holdfast_frontend::h3::DEFAULT_RETRY_ABOVE_HANDSHAKES,
         }
     }
@@ -119,7 +148,7 @@ pub struct CertSection {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
     /// Admin listener address; "" turns it off.
-    pub listen: String,
+    pub listen: OptionalListen,
     /// File holding the bearer token (else HOLDFAST_ADMIN_TOKEN).
     pub token_file: Option<PathBuf>,
     /// Let scrapers read /metrics without the token.
@@ -128,7 +157,11 @@ pub struct AdminSection {
 
 impl Default for AdminSection {
     fn default() -> Self {
-        AdminSection { listen: DEFAULT_ADMIN_LISTEN.to_owned(), token_file: None, metrics_without_token: false }
+        AdminSection {
+            listen: OptionalListen(Some(DEFAULT_ADMIN_LISTEN)),
+            token_file: None,
+            metrics_without_token: false,
+        }
     }
 }
 
@@ -154,14 +187,14 @@ impl Default for RetryBudgetSection {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     /// HTTP/1.1 + h2c listeners.
-    pub listen: Vec<String>,
+    pub listen: Vec<SocketAddr>,
     /// This node's name in Via headers (loop detection between tiers);
     /// default: $HOSTNAME (the pod name on Kubernetes) and the first port.
     pub node_name: Option<String>,
     /// Host names the default site serves; empty serves any Host.
     pub hosts: Vec<String>,
     /// Status for a Host no site claims: 421 or 404.
-    pub unknown_host_status: u16,
+    pub unknown_host_status: UnknownHostStatus,
     /// Methods relayed to the origin uncached (405 for others but GET/HEAD).
     pub pass_methods: Vec<String>,
     #[serde(with = "humantime_serde")]
@@ -191,7 +224,7 @@ impl Default for ServerSection {
             listen: Vec::new(),
             node_name: None,
             hosts: Vec::new(),
-            unknown_host_status: 421,
+            unknown_host_status: UnknownHostStatus::default(),
             pass_methods: Vec::new(),
             header_read_timeout: defaults.header_read_timeout,
             drain_timeout: defaults.drain_timeout,
@@ -235,8 +268,7 @@ pub struct CacheSection {
     /// Disk tier directory (relative to the config file); memory only when unset.
     pub dir: Option<PathBuf>,
     pub disk_size: ByteSize,
-    /// "never" (survives process kills) or "always" (survives power loss).
-    pub fsync: String,
+    pub fsync: Fsync,
     /// Files the disk tier may hold (records and bodies); default one per
     /// 8 KiB of disk_size.
     pub disk_max_files: Option<u64>,
@@ -254,7 +286,7 @@ impl Default for CacheSection {
             max_stale_on_error: None,
             dir: None,
             disk_size: DEFAULT_DISK_SIZE,
-            fsync: "never".to_owned(),
+            fsync: Fsync::default(),
             disk_max_files: None,
             fill_buffer_size: ByteSize::b(handler::DEFAULT_FILL_BUFFER_SIZE),
             max_concurrent_fills: handler::DEFAULT_MAX_CONCURRENT_FILLS,
@@ -293,9 +325,7 @@ pub struct OriginSection {
     pub urls: Vec<OriginEntry>,
     /// Tried when every origin of `urls` is ejected or failed.
     pub fallback: Option<String>,
-    /// "weighted" (random by weight) or "consistent-hash" (each object to
-    /// one member by rendezvous hashing: for a tier of shields).
-    pub selection: String,
+    pub selection: Selection,
     /// Host header sent upstream; the client's Host when unset.
     pub host: Option<String>,
     /// PEM file of extra trusted roots for https origins (a private CA).
@@ -336,7 +366,7 @@ impl Default for OriginSection {
         OriginSection {
             urls: Vec::new(),
             fallback: None,
-            selection: "weighted".into(),
+            selection: Selection::default(),
             host: None,
             ca_file: None,
             connect_timeout: holdfast_origin::DEFAULT_CONNECT_TIMEOUT,

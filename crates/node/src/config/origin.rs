@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::bail;
 use holdfast_origin::{Endpoint, HealthConfig, Member, OriginConfig, RetryPolicy};
 
-use super::OriginSection;
+use super::{OriginSection, relative_to};
 
 pub(super) fn lowercase(hosts: &[String]) -> Vec<String> {
     hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
@@ -39,9 +39,7 @@ pub(super) fn origin_config(
     let endpoint = |url: &str, at: String| -> anyhow::Result<Endpoint> {
         let mut endpoint = Endpoint::parse(url).map_err(|e| anyhow::anyhow!("{source}: {at} = {url:?}: {e}"))?;
         if let Endpoint::Directory { root, cache_control } = &mut endpoint {
-            if root.is_relative() {
-                *root = base.join(&*root);
-            }
+            *root = relative_to(base, root);
             if !root.is_dir() {
                 bail!("{source}: {at} = {url:?}: {} is not a directory", root.display());
             }
@@ -76,7 +74,7 @@ pub(super) fn origin_config(
     };
     let mut extra_roots = Vec::new();
     if let Some(ca_file) = &section.ca_file {
-        let path = if ca_file.is_relative() { base.join(ca_file) } else { ca_file.clone() };
+        let path = relative_to(base, ca_file);
         use rustls_pki_types::pem::PemObject;
         let certs = rustls_pki_types::CertificateDer::pem_file_iter(&path)
             .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
@@ -86,13 +84,8 @@ pub(super) fn origin_config(
         }
         extra_roots = certs;
     }
-    let selection = match section.selection.as_str() {
-        "weighted" => holdfast_origin::Selection::Weighted,
-        "consistent-hash" => holdfast_origin::Selection::ConsistentHash,
-        other => bail!("{source}: {key}.selection = {other:?}: use \"weighted\" or \"consistent-hash\""),
-    };
     let mut origin = OriginConfig::new(Vec::new());
-    origin.selection = selection;
+    origin.selection = section.selection.into();
     origin.extra_roots = extra_roots;
     origin.members = members;
     origin.fallback = fallback;
