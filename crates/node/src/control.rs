@@ -227,6 +227,7 @@ pub fn take_over(path: &Path) -> anyhow::Result<Takeover> {
     };
     // SAFETY: SCM_RIGHTS installed these descriptors in this process just
     // now and nothing else refers to them: each is owned exactly once here.
+    #[allow(unsafe_code)]
     let owned: Vec<OwnedFd> = fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect();
     let text = String::from_utf8_lossy(&buf[..len]).into_owned();
     let mut words = text.split_whitespace();
