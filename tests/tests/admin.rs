@@ -235,7 +235,8 @@ async fn a_config_reload_swaps_origins_keeps_the_cache_and_refuses_bad_files() {
             std::fs::write(&path, text).unwrap();
         };
         write(&a, "");
-        let config = holdfast_node::NodeConfig::load(Some(&path), holdfast_node::Overrides::default()).unwrap();
+        let env = holdfast_node::Environment::default();
+        let config = holdfast_node::NodeConfig::load(Some(&path), holdfast_node::Overrides::default(), &env).unwrap();
         let node = RunningNode::start(config).await.unwrap();
         node.reloader().set_source(path.clone(), holdfast_node::Overrides::default());
         let addr = node.local_addrs[0];

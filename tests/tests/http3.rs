@@ -264,7 +264,10 @@ async fn address_validation_sends_a_retry_first() {
         let origin = FakeOrigin::start().await;
         origin.route("/a", Reply::ok("validated"));
         let certs = certs("h3-retry", &[&["localhost"]]);
-        let node = h3_node(&origin, &certs, |c| c.tls.h3_address_validation = "always".into()).await;
+        let node = h3_node(&origin, &certs, |c| {
+            c.tls.h3_address_validation = holdfast_node::config::H3AddressValidation::Always
+        })
+        .await;
         let endpoint = client(&[certs.pairs[0].2.clone()], |_| {});
         let connection = endpoint.connect(node.h3_addrs[0], "localhost").unwrap().await.unwrap();
         let mut sender = h3_over(connection).await;

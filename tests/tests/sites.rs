@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{node_with, urls, within};
-use holdfast_node::config::{OriginSection, SiteSection};
+use holdfast_node::config::{OriginSection, SiteSection, UnknownHostStatus};
 use holdfast_test::{FakeOrigin, Protocol, Reply, eventually, get, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,7 +18,7 @@ async fn each_host_reaches_its_own_origin_and_unknown_hosts_are_refused() {
         let media_url = media.url();
         let (_node, addr) = node_with(&app, |c| {
             c.server.hosts = vec!["app.example".into()];
-            c.server.unknown_host_status = 404;
+            c.server.unknown_host_status = UnknownHostStatus::NotFound;
             c.site = vec![SiteSection {
                 name: Some("media".into()),
                 hosts: vec!["*.media.example".into()],

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use common::{urls, within};
-use holdfast_node::config::{FileConfig, OriginEntry};
-use holdfast_node::{NodeConfig, Overrides, RunningNode};
+use holdfast_node::config::{FileConfig, OriginEntry, Selection};
+use holdfast_node::{Environment, NodeConfig, Overrides, RunningNode};
 use holdfast_test::{FakeOrigin, Protocol, get, send};
 
 fn free_port() -> u16 {
@@ -23,14 +23,15 @@ async fn start(
     tweak: impl FnOnce(&mut FileConfig),
 ) -> RunningNode {
     let mut file = FileConfig::default();
-    file.server.listen = vec![listen.to_string()];
+    file.server.listen = vec![listen];
     file.server.node_name = Some(name.into());
     file.server.shutdown_delay = std::time::Duration::ZERO;
-    file.admin.listen = "127.0.0.1:0".into();
+    file.admin.listen = "127.0.0.1:0".parse().unwrap();
     file.origin.urls = origins;
     file.origin.health_check_path = holdfast_test::HEALTH_PATH.into();
     tweak(&mut file);
-    let config = NodeConfig::from_file(file, Path::new("."), name, Overrides::default()).unwrap();
+    let config =
+        NodeConfig::from_file(file, Path::new("."), name, Overrides::default(), &Environment::default()).unwrap();
     RunningNode::start(config).await.unwrap()
 }
 
@@ -49,7 +50,7 @@ async fn three_edges_two_shields_one_origin_fetch_per_object() {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let (shield_urls, fallback) = (shield_urls.clone(), origin.url());
             let node = start(name, addr, urls(&shield_urls), move |c| {
-                c.origin.selection = "consistent-hash".into();
+                c.origin.selection = Selection::ConsistentHash;
                 c.origin.fallback = Some(fallback);
             })
             .await;

@@ -369,10 +369,23 @@ async fn section_4_2_4_serving_stale() {
                 get(Answers(500, &[], "oops"), 200, "STALE"),
             ],
         },
+        // A deliberate difference (README): a 4xx does not replace a stored
+        // asset that may be served stale (a deploy removed the old file).
         Case {
-            name: "a 404 to a revalidation is the new state, relayed",
+            name: "a 404 to a revalidation keeps serving the stored copy",
             steps: &[
                 get(Answers(200, STALE_WITH_ETAG, "old"), 200, "MISS"),
+                get(Answers(404, &[], "gone"), 200, "STALE"),
+            ],
+        },
+        Case {
+            name: "a 404 to a revalidation of must-revalidate is relayed",
+            steps: &[
+                get(
+                    Answers(200, &[("cache-control", "max-age=0, must-revalidate"), ("etag", "\"v\"")], ""),
+                    200,
+                    "MISS",
+                ),
                 get(Answers(404, &[], "gone"), 404, "MISS"),
             ],
         },

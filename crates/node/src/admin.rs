@@ -3,13 +3,14 @@
 //! `/live` and `/ready` answer anyone (probes). Every other request needs
 //! `Authorization: Bearer <token>` (compared in constant time); without it,
 //! 401 and nothing done, unknown paths included. `/metrics` can be opened to
-//! scrapers without the token by configuration. JSON in and out.
+//! scrapers without the token by configuration. JSON in and out, in the
+//! types of holdfast-control.
 //!
 //! | method | path | does |
 //! | --- | --- | --- |
 //! | GET | /live, /ready | 200, or 503 while draining |
-//! | POST | /purge | `{"url"|"prefix"|"tag": "...", "all": true, "soft": bool}` |
-//! | GET | /stats | hit ratio, objects and bytes per tier, origin health |
+//! | POST | /purge | [`PurgeRequest`]: `{"url"|"prefix"|"tag": "...", "all": true, "soft": bool}` |
+//! | GET | /stats | [`Stats`]: hit ratio, objects and bytes per tier, origin health |
 //! | GET | /metrics | Prometheus (OpenMetrics) text |
 //! | POST | /reload | re-reads the config file and TLS certificates |
 
@@ -19,15 +20,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use holdfast_frontend::{CacheResult, Handler, PurgeTarget};
+use holdfast_control::{
+    DiskStats, ErrorAnswer, MemberStats, MemoryStats, OriginGroupStats, PurgeAnswer, PurgeRequest, PurgeTarget, Purged,
+    ReloadAnswer, Stats,
+};
+use holdfast_frontend::{CacheResult, Handler};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use serde::Deserialize;
-use serde_json::json;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -85,29 +89,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PurgeRequest {
-    url: Option<String>,
-    prefix: Option<String>,
-    tag: Option<String>,
-    #[serde(default)]
-    all: bool,
-    #[serde(default)]
-    soft: bool,
-}
-
 type AdminResponse = Response<Full<Bytes>>;
 
-fn json_response(status: StatusCode, value: serde_json::Value) -> AdminResponse {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string() + "\n")));
+fn json_response(status: StatusCode, value: &impl Serialize) -> AdminResponse {
+    let mut text = match serde_json::to_string(value) {
+        Ok(text) => text,
+        // Only a map with non-string keys fails to serialise; none is sent.
+        Err(error) => return plain_owned(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write JSON: {error}\n")),
+    };
+    text.push('\n');
+    let mut response = Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
 }
 
 fn error(status: StatusCode, message: &str) -> AdminResponse {
-    json_response(status, json!({ "error": message }))
+    json_response(status, &ErrorAnswer { error: message.to_owned() })
 }
 
 impl Admin {
@@ -151,9 +149,9 @@ impl Admin {
         }
         match (request.method().clone(), path.as_str()) {
             (Method::POST, "/purge") => self.purge(request).await,
-            (Method::GET, "/stats") => json_response(StatusCode::OK, self.stats()),
+            (Method::GET, "/stats") => json_response(StatusCode::OK, &self.stats()),
             (Method::POST, "/reload") => match self.reloader.reload() {
-                Ok(summary) => json_response(StatusCode::OK, json!({ "reloaded": true, "summary": summary })),
+                Ok(summary) => json_response(StatusCode::OK, &ReloadAnswer { reloaded: true, summary }),
                 Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{e:#}; the running config is kept")),
             },
             (_, "/purge" | "/stats" | "/reload") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
@@ -170,36 +168,27 @@ impl Admin {
             Ok(parsed) => parsed,
             Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad purge request: {e}")),
         };
-        let targets = [
-            parsed.url.map(PurgeTarget::Url),
-            parsed.prefix.map(PurgeTarget::Prefix),
-            parsed.tag.map(PurgeTarget::Tag),
-            parsed.all.then_some(PurgeTarget::All),
-        ];
-        let mut chosen = targets.into_iter().flatten();
-        let (Some(target), None) = (chosen.next(), chosen.next()) else {
-            return error(StatusCode::BAD_REQUEST, "give exactly one of url, prefix, tag or all");
+        let target = match parsed.target() {
+            Ok(PurgeTarget::Url(url)) => holdfast_frontend::PurgeTarget::Url(url),
+            Ok(PurgeTarget::Prefix(prefix)) => holdfast_frontend::PurgeTarget::Prefix(prefix),
+            Ok(PurgeTarget::Tag(tag)) => holdfast_frontend::PurgeTarget::Tag(tag),
+            Ok(PurgeTarget::All) => holdfast_frontend::PurgeTarget::All,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
         };
-        if matches!(&target, PurgeTarget::Url(s) | PurgeTarget::Prefix(s) | PurgeTarget::Tag(s) if s.is_empty()) {
-            return error(StatusCode::BAD_REQUEST, "the purge target is empty");
-        }
         let started = Instant::now();
         let report = self.handler.purge(&target, parsed.soft).await;
-        json_response(
-            StatusCode::OK,
-            json!({
-                "kind": target.kind(),
-                "soft": parsed.soft,
-                "purged": { "memory": report.memory, "disk": report.disk },
-                "took_ms": started.elapsed().as_millis() as u64,
-            }),
-        )
+        let answer = PurgeAnswer {
+            kind: target.kind().to_owned(),
+            purged: Purged { disk: report.disk, memory: report.memory },
+            soft: parsed.soft,
+            took_ms: started.elapsed().as_millis() as u64,
+        };
+        json_response(StatusCode::OK, &answer)
     }
 
-    fn stats(&self) -> serde_json::Value {
-        let results: serde_json::Map<String, serde_json::Value> =
-            self.handler.results().into_iter().map(|(r, n)| (r.as_str().to_owned(), json!(n))).collect();
-        let count = |r: CacheResult| self.handler.results().iter().find(|(x, _)| *x == r).map_or(0, |(_, n)| *n);
+    fn stats(&self) -> Stats {
+        let results = self.handler.results();
+        let count = |r: CacheResult| results.iter().find(|(x, _)| *x == r).map_or(0, |(_, n)| *n);
         let hits = count(CacheResult::Hit) + count(CacheResult::Stale) + count(CacheResult::Revalidated);
         let lookups = hits + count(CacheResult::Miss);
         let store = self.handler.store();
@@ -207,45 +196,70 @@ impl Admin {
         let memory = store.stats();
         let disk = self.handler.disk().map(|d| {
             let s = d.stats();
-            json!({ "objects_bytes": s.bytes, "blobs": s.blobs, "hits": s.hits, "corrupt": s.corrupt,
-                    "write_errors": s.write_errors, "evictions": s.evictions, "full": s.full, "scanned": s.scanned })
+            DiskStats {
+                blobs: s.blobs,
+                corrupt: s.corrupt,
+                evictions: s.evictions,
+                full: s.full,
+                hits: s.hits,
+                objects_bytes: s.bytes,
+                scanned: s.scanned,
+                write_errors: s.write_errors,
+            }
         });
-        let origins: Vec<serde_json::Value> = self
+        let origins = self
             .reloader
             .origins()
             .iter()
             .map(|(site, client)| {
                 let s = client.stats().snapshot();
-                let members: Vec<serde_json::Value> = client
+                let members = client
                     .members()
                     .into_iter()
-                    .map(|m| {
-                        json!({ "origin": m.origin, "fallback": m.fallback, "breaker": m.breaker.as_str(),
-                                     "consecutive_failures": m.consecutive_failures })
+                    .map(|m| MemberStats {
+                        breaker: m.breaker.as_str().to_owned(),
+                        consecutive_failures: m.consecutive_failures,
+                        fallback: m.fallback,
+                        origin: m.origin,
                     })
                     .collect();
-                json!({ "site": site, "requests": s.requests, "failures": s.failures, "retries": s.retries,
-                        "holds": s.holds, "ejections": s.ejections, "members": members })
+                OriginGroupStats {
+                    ejections: s.ejections,
+                    failures: s.failures,
+                    holds: s.holds,
+                    members,
+                    requests: s.requests,
+                    retries: s.retries,
+                    site: site.clone(),
+                }
             })
             .collect();
         let (fills, waiters) = self.handler.fills_in_flight();
-        json!({
-            "uptime_s": self.started.elapsed().as_secs(),
-            "ready": self.readiness.is_ready(),
-            "responses": results,
-            "hit_ratio": if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
-            "memory": { "objects": memory.objects, "blobs": memory.blobs, "bytes": memory.body_bytes,
-                        "evictions": memory.evictions },
-            "disk": disk,
-            "fills_in_flight": fills,
-            "coalesced_waiters": waiters,
-            "origins": origins,
-        })
+        Stats {
+            coalesced_waiters: waiters,
+            disk,
+            fills_in_flight: fills,
+            hit_ratio: if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
+            memory: MemoryStats {
+                blobs: memory.blobs,
+                bytes: memory.body_bytes,
+                evictions: memory.evictions,
+                objects: memory.objects,
+            },
+            origins,
+            ready: self.readiness.is_ready(),
+            responses: results.iter().map(|(r, n)| (r.as_str().to_owned(), *n)).collect(),
+            uptime_s: self.started.elapsed().as_secs(),
+        }
     }
 }
 
 fn plain(status: StatusCode, text: &'static str) -> AdminResponse {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    plain_owned(status, text.to_owned())
+}
+
+fn plain_owned(status: StatusCode, text: String) -> AdminResponse {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     response

@@ -6,12 +6,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use holdfast_control::{ErrorAnswer, PurgeAnswer, PurgeRequest, PurgeTarget, Stats};
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// How long one node may take to answer an admin or warm request.
 const NODE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,13 +26,14 @@ fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-/// Reads the admin token: the file if given, else HOLDFAST_ADMIN_TOKEN.
-pub fn token(file: Option<&Path>) -> anyhow::Result<String> {
+/// Reads the admin token: the file if given, else `from_env`
+/// (HOLDFAST_ADMIN_TOKEN, read once by `main`).
+pub fn token(file: Option<&Path>, from_env: Option<&str>) -> anyhow::Result<String> {
     let token = match file {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("cannot read token file {}", path.display()))?
         }
-        None => std::env::var("HOLDFAST_ADMIN_TOKEN").context("give --token-file or set HOLDFAST_ADMIN_TOKEN")?,
+        None => from_env.context("give --token-file or set HOLDFAST_ADMIN_TOKEN")?.to_owned(),
     };
     Ok(token.trim().to_owned())
 }
@@ -44,36 +47,32 @@ pub struct NodesFile {
     pub edges: Vec<String>,
 }
 
-/// What to purge.
-#[derive(Debug, Clone)]
-pub enum Target {
-    Url(String),
-    Prefix(String),
-    Tag(String),
-    All,
-}
+/// A node's reply: its status, and the answer it was asked for (2xx) or
+/// its error message.
+type Reply<T> = (StatusCode, Result<T, String>);
 
-/// One node's answer.
+/// One node's reply to a purge.
 struct Answer {
     tier: &'static str,
     node: String,
-    outcome: Result<(StatusCode, serde_json::Value), String>,
+    outcome: Result<Reply<PurgeAnswer>, String>,
     took: Duration,
 }
 
-async fn call(
+/// Calls an admin endpoint; `Err` when the node could not be asked.
+async fn call<T: DeserializeOwned>(
     client: &HttpClient,
     method: Method,
     url: &str,
     token: &str,
-    body: Option<serde_json::Value>,
-) -> Result<(StatusCode, serde_json::Value), String> {
+    body: Option<&PurgeRequest>,
+) -> Result<Reply<T>, String> {
     let mut request =
         Request::builder().method(method).uri(url).header(header::AUTHORIZATION, format!("Bearer {token}"));
     let body = match body {
         Some(value) => {
             request = request.header(header::CONTENT_TYPE, "application/json");
-            Full::new(Bytes::from(value.to_string()))
+            Full::new(Bytes::from(serde_json::to_vec(value).map_err(|e| e.to_string())?))
         }
         None => Full::new(Bytes::new()),
     };
@@ -84,9 +83,12 @@ async fn call(
         .map_err(|e| format!("unreachable: {e}"))?;
     let status = response.status();
     let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| serde_json::json!({ "body": String::from_utf8_lossy(&bytes) }));
-    Ok((status, value))
+    let answer = if status.is_success() {
+        serde_json::from_slice(&bytes).map_err(|e| format!("unexpected answer: {e}"))
+    } else {
+        Err(serde_json::from_slice::<ErrorAnswer>(&bytes).map(|e| e.error).unwrap_or_default())
+    };
+    Ok((status, answer))
 }
 
 fn admin_url(node: &str, path: &str) -> String {
@@ -97,7 +99,7 @@ fn admin_url(node: &str, path: &str) -> String {
 /// shield that still has the old object), then edges, each tier in
 /// parallel. Prints a table; returns false if any node failed.
 pub async fn purge(
-    target: Target,
+    target: PurgeTarget,
     soft: bool,
     shields: Vec<String>,
     edges: Vec<String>,
@@ -106,18 +108,13 @@ pub async fn purge(
     if shields.is_empty() && edges.is_empty() {
         bail!("no node to purge: give --node URL (edges), --shield URL, or --nodes-file FILE");
     }
-    let body = match &target {
-        Target::Url(url) => serde_json::json!({ "url": url, "soft": soft }),
-        Target::Prefix(prefix) => serde_json::json!({ "prefix": prefix, "soft": soft }),
-        Target::Tag(tag) => serde_json::json!({ "tag": tag, "soft": soft }),
-        Target::All => serde_json::json!({ "all": true, "soft": soft }),
-    };
+    let body = PurgeRequest::new(target, soft);
     let client = client();
     let started = Instant::now();
     let mut answers = Vec::new();
     for (tier, nodes) in [("shield", &shields), ("edge", &edges)] {
         let calls = nodes.iter().map(|node| {
-            let (client, body) = (client.clone(), body.clone());
+            let (client, body) = (client.clone(), &body);
             async move {
                 let started = Instant::now();
                 let outcome = call(&client, Method::POST, &admin_url(node, "/purge"), token, Some(body)).await;
@@ -130,13 +127,13 @@ pub async fn purge(
     let mut ok = true;
     for answer in &answers {
         let (status, memory, disk, error) = match &answer.outcome {
-            Ok((status, value)) if status.is_success() => {
-                let purged = &value["purged"];
-                (status.as_u16().to_string(), purged["memory"].to_string(), purged["disk"].to_string(), String::new())
+            Ok((status, Ok(answer))) => {
+                let purged = answer.purged;
+                (status.as_u16().to_string(), purged.memory.to_string(), purged.disk.to_string(), String::new())
             }
-            Ok((status, value)) => {
+            Ok((status, Err(error))) => {
                 ok = false;
-                (status.as_u16().to_string(), "-".into(), "-".into(), value["error"].as_str().unwrap_or("").to_owned())
+                (status.as_u16().to_string(), "-".into(), "-".into(), error.clone())
             }
             Err(error) => {
                 ok = false;
@@ -165,41 +162,46 @@ pub async fn purge(
 
 /// Prints a node's stats.
 pub async fn stats(node: &str, token: &str, json: bool) -> anyhow::Result<bool> {
-    let (status, value) = call(&client(), Method::GET, &admin_url(node, "/stats"), token, None)
-        .await
-        .map_err(|e| anyhow::anyhow!("{node}: {e}"))?;
-    if !status.is_success() {
-        bail!("{node}: {status}: {}", value["error"].as_str().unwrap_or(""));
-    }
+    let url = admin_url(node, "/stats");
     if json {
+        // As the node wrote it, fields this CLI does not know included.
+        let value: serde_json::Value = stats_answer(node, call(&client(), Method::GET, &url, token, None).await)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(true);
     }
-    println!("node        {node} (up {} s, ready {})", value["uptime_s"], value["ready"]);
-    println!("hit ratio   {:.3}", value["hit_ratio"].as_f64().unwrap_or(0.0));
-    println!("responses   {}", value["responses"]);
-    println!("memory      {} objects, {} bytes", value["memory"]["objects"], value["memory"]["bytes"]);
-    if value["disk"].is_null() {
-        println!("disk        (memory only)");
-    } else {
-        let disk = &value["disk"];
-        println!(
+    let stats: Stats = stats_answer(node, call(&client(), Method::GET, &url, token, None).await)?;
+    println!("node        {node} (up {} s, ready {})", stats.uptime_s, stats.ready);
+    println!("hit ratio   {:.3}", stats.hit_ratio);
+    println!("responses   {}", serde_json::to_string(&stats.responses)?);
+    println!("memory      {} objects, {} bytes", stats.memory.objects, stats.memory.bytes);
+    match &stats.disk {
+        None => println!("disk        (memory only)"),
+        Some(disk) => println!(
             "disk        {} bodies, {} bytes, {} corrupt, full {}",
-            disk["blobs"], disk["objects_bytes"], disk["corrupt"], disk["full"]
-        );
+            disk.blobs, disk.objects_bytes, disk.corrupt, disk.full
+        ),
     }
-    for site in value["origins"].as_array().into_iter().flatten() {
-        for member in site["members"].as_array().into_iter().flatten() {
+    for site in &stats.origins {
+        for member in &site.members {
             println!(
                 "origin      {} {} {}{}",
-                site["site"].as_str().unwrap_or(""),
-                member["origin"].as_str().unwrap_or(""),
-                member["breaker"].as_str().unwrap_or(""),
-                if member["fallback"].as_bool() == Some(true) { " (fallback)" } else { "" }
+                site.site,
+                member.origin,
+                member.breaker,
+                if member.fallback { " (fallback)" } else { "" }
             );
         }
     }
     Ok(true)
+}
+
+/// The stats answer, or an error naming the node.
+fn stats_answer<T>(node: &str, reply: Result<Reply<T>, String>) -> anyhow::Result<T> {
+    match reply {
+        Ok((_, Ok(answer))) => Ok(answer),
+        Ok((status, Err(error))) => bail!("{node}: {status}: {error}"),
+        Err(error) => bail!("{node}: {error}"),
+    }
 }
 
 /// The asset paths of a manifest: a Vite `manifest.json` (`file`, `css`,

@@ -28,6 +28,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 
+use crate::config::Environment;
+
 /// The most listeners one node hands over.
 const MAX_FDS: usize = 64;
 
@@ -53,19 +55,19 @@ pub type SharedSocket = (SocketKind, SocketAddr, RawFd);
 /// Where a node's control socket lives unless configured: derived from its
 /// first listening address, so `--upgrade` with the same arguments finds
 /// it, in a directory only this user can enter ([`private_dir`]).
-pub fn default_path(first_listen: SocketAddr) -> PathBuf {
+pub fn default_path(env: &Environment, first_listen: SocketAddr) -> PathBuf {
     let name = format!("holdfast-{}.sock", first_listen.to_string().replace([':', '[', ']'], "_"));
-    private_dir().join(name)
+    private_dir(env).join(name)
 }
 
 /// `$XDG_RUNTIME_DIR/holdfast`, or `$TMPDIR/holdfast-<uid>`: created 0700.
 /// Another local user must not be able to take the listening sockets or
 /// block startup by squatting the socket's name.
-fn private_dir() -> PathBuf {
+fn private_dir(env: &Environment) -> PathBuf {
     let uid = nix::unistd::geteuid().as_raw();
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("holdfast"),
-        None => std::env::temp_dir().join(format!("holdfast-{uid}")),
+    match &env.runtime_dir {
+        Some(dir) => dir.join("holdfast"),
+        None => env.temp_dir.join(format!("holdfast-{uid}")),
     }
 }
 
@@ -225,6 +227,7 @@ pub fn take_over(path: &Path) -> anyhow::Result<Takeover> {
     };
     // SAFETY: SCM_RIGHTS installed these descriptors in this process just
     // now and nothing else refers to them: each is owned exactly once here.
+    #[allow(unsafe_code)]
     let owned: Vec<OwnedFd> = fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect();
     let text = String::from_utf8_lossy(&buf[..len]).into_owned();
     let mut words = text.split_whitespace();
@@ -285,7 +288,7 @@ mod tests {
 
     #[test]
     fn the_default_socket_lives_in_a_private_directory() {
-        let path = default_path("127.0.0.1:8080".parse().unwrap());
+        let path = default_path(&Environment::default(), "127.0.0.1:8080".parse().unwrap());
         let dir = path.parent().unwrap().to_string_lossy().into_owned();
         assert!(dir.ends_with("/holdfast") || dir.contains("holdfast-"), "{dir}");
     }

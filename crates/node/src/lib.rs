@@ -28,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 pub use admin::Readiness;
-pub use config::{NodeConfig, Overrides};
+pub use config::{Environment, NodeConfig, Overrides};
 use control::SocketKind;
 pub use upstream::OriginUpstream;
 
@@ -108,7 +108,7 @@ impl RunningNode {
             Sockets::Bind => None,
             Sockets::Upgrade => {
                 let first = *config.listen.first().context("no listener configured")?;
-                let path = config.control_socket.clone().unwrap_or_else(|| control::default_path(first));
+                let path = config.control_socket_path(first);
                 let takeover = tokio::task::spawn_blocking(move || control::take_over(&path)).await??;
                 tracing::info!(old_pid = takeover.old_pid, sockets = takeover.sockets.len(), "taking over listeners");
                 Some(takeover)
@@ -235,7 +235,7 @@ impl RunningNode {
         let handed_over = Arc::new(Notify::new());
         let control_socket = match local_addrs.first() {
             Some(first) if config.control_socket.is_some() || first.port() != 0 => {
-                let path = config.control_socket.clone().unwrap_or_else(|| control::default_path(*first));
+                let path = config.control_socket_path(*first);
                 let notify = Arc::clone(&handed_over);
                 // The fds stay valid while serve_tcp owns the listeners, which
                 // is until this node drains, after the handover.
@@ -379,7 +379,7 @@ async fn bind(addr: &SocketAddr, config: &NodeConfig) -> anyhow::Result<TcpListe
     match TcpListener::bind(addr).await {
         Ok(listener) => Ok(listener),
         Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
-            let path = config.control_socket.clone().unwrap_or_else(|| control::default_path(*addr));
+            let path = config.control_socket_path(*addr);
             let running = tokio::task::spawn_blocking({
                 let path = path.clone();
                 move || control::running_pid(&path)

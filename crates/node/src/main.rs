@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bytesize::ByteSize;
 use clap::{Parser, Subcommand};
-use holdfast_node::config::{self, NodeConfig, Overrides};
+use holdfast_control::PurgeTarget;
+use holdfast_node::config::{self, Environment, NodeConfig, Overrides};
 use holdfast_node::{RunningNode, Sockets, cli};
 use tracing_subscriber::EnvFilter;
 
@@ -90,40 +90,8 @@ struct ServeArgs {
     /// TOML config file; without it, built-in defaults plus these flags.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// HTTP/1.1 + h2c listener address (repeatable; replaces server.listen).
-    #[arg(long, value_name = "ADDR")]
-    listen: Vec<String>,
-    /// Origin URL: http://host:port or dir:PATH (repeatable; replaces origin.urls).
-    #[arg(long, value_name = "URL")]
-    origin: Vec<String>,
-    /// Memory for cached objects, e.g. 512MiB (cache.memory_size).
-    #[arg(long, value_name = "SIZE")]
-    memory_size: Option<ByteSize>,
-    /// Larger responses stream through uncached, e.g. 64MiB (cache.max_object_size).
-    #[arg(long, value_name = "SIZE")]
-    max_object_size: Option<ByteSize>,
-    /// Disk tier directory (cache.dir); without it the node runs memory-only.
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Admin listener for /live and /ready (admin.listen; "" turns it off).
-    #[arg(long, value_name = "ADDR")]
-    admin_listen: Option<String>,
-    /// File with the admin bearer token (admin.token_file; else the
-    /// HOLDFAST_ADMIN_TOKEN environment variable).
-    #[arg(long, value_name = "FILE")]
-    admin_token_file: Option<PathBuf>,
-    /// TLS listener address: HTTP/1.1 and HTTP/2 by ALPN (repeatable; tls.listen).
-    #[arg(long, value_name = "ADDR")]
-    tls_listen: Vec<String>,
-    /// Certificate chain (PEM) for the TLS listeners (tls.certificate).
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// Private key (PEM) of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Also serve HTTP/3 over UDP on the TLS listeners' addresses (tls.h3).
-    #[arg(long)]
-    h3: bool,
+    #[command(flatten)]
+    overrides: Overrides,
     /// Take the listening sockets over from the node running with the same
     /// arguments, then let it drain and exit: a zero-downtime restart or
     /// binary upgrade.
@@ -133,16 +101,19 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The environment is read here, once, and handed down (HOLDFAST_LOG
+    // just below is the log filter's).
+    let env = Environment::from_process();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("HOLDFAST_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::CheckConfig { file } => check_config(&file),
-        Command::Serve(args) => serve(*args),
-        Command::Purge(args) => run_client(purge(args)),
+        Command::CheckConfig { file } => check_config(&file, &env),
+        Command::Serve(args) => serve(*args, env),
+        Command::Purge(args) => run_client(purge(args, env.admin_token.as_deref())),
         Command::Stats { node, token_file, json } => run_client(async move {
-            let token = cli::token(token_file.as_deref())?;
+            let token = cli::token(token_file.as_deref(), env.admin_token.as_deref())?;
             cli::stats(&node, &token, json).await
         }),
         Command::Warm { node, manifest, concurrency } => run_client(async move {
@@ -165,8 +136,8 @@ fn run_client(command: impl std::future::Future<Output = anyhow::Result<bool>>) 
     if runtime.block_on(command)? { Ok(()) } else { anyhow::bail!("some nodes failed (see above)") }
 }
 
-async fn purge(args: PurgeArgs) -> anyhow::Result<bool> {
-    let token = cli::token(args.token_file.as_deref())?;
+async fn purge(args: PurgeArgs, token_from_env: Option<&str>) -> anyhow::Result<bool> {
+    let token = cli::token(args.token_file.as_deref(), token_from_env)?;
     let (mut shields, mut edges) = (args.shield, args.node);
     if let Some(path) = &args.nodes_file {
         let file = cli::nodes_file(path)?;
@@ -174,18 +145,18 @@ async fn purge(args: PurgeArgs) -> anyhow::Result<bool> {
         edges.extend(file.edges);
     }
     let target = match (args.url, args.prefix, args.tag) {
-        (Some(url), _, _) => cli::Target::Url(url),
-        (_, Some(prefix), _) => cli::Target::Prefix(prefix),
-        (_, _, Some(tag)) => cli::Target::Tag(tag),
-        _ => cli::Target::All,
+        (Some(url), _, _) => PurgeTarget::Url(url),
+        (_, Some(prefix), _) => PurgeTarget::Prefix(prefix),
+        (_, _, Some(tag)) => PurgeTarget::Tag(tag),
+        _ => PurgeTarget::All,
     };
     cli::purge(target, args.soft, shields, edges, &token).await
 }
 
-fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+fn check_config(file: &std::path::Path, env: &Environment) -> anyhow::Result<()> {
     // Parse, then convert, so value errors are found too.
     config::read_file(file)?;
-    let config = NodeConfig::load(Some(file), Overrides::default())?;
+    let config = NodeConfig::load(Some(file), Overrides::default(), env)?;
     // Secrets and certificates are read where the node runs; say which are
     // not readable here without failing the check.
     let mut elsewhere = Vec::new();
@@ -215,22 +186,9 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let overrides = Overrides {
-        listen: args.listen,
-        origins: args.origin,
-        memory_size: args.memory_size,
-        max_object_size: args.max_object_size,
-        cache_dir: args.cache_dir,
-        admin_listen: args.admin_listen,
-        admin_token_file: args.admin_token_file,
-        admin_token_env: std::env::var("HOLDFAST_ADMIN_TOKEN").ok(),
-        tls_listen: args.tls_listen,
-        tls_cert: args.tls_cert,
-        tls_key: args.tls_key,
-        h3: args.h3,
-    };
-    let config = NodeConfig::load(args.config.as_deref(), overrides.clone())?;
+fn serve(args: ServeArgs, env: Environment) -> anyhow::Result<()> {
+    let overrides = args.overrides;
+    let config = NodeConfig::load(args.config.as_deref(), overrides.clone(), &env)?;
     let config_path = args.config.clone();
     let sockets = if args.upgrade { Sockets::Upgrade } else { Sockets::Bind };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -83,7 +83,9 @@ impl Reloader {
         let _serial = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let source = self.source.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let config = match &source {
-            Some((path, overrides)) => Some(NodeConfig::load(Some(path), overrides.clone())?),
+            Some((path, overrides)) => {
+                Some(NodeConfig::load(Some(path), overrides.clone(), &self.started_with.environment)?)
+            }
             None => None,
         };
         if let Some(resolver) = &self.certificates {

@@ -2,7 +2,7 @@
 
 use holdfast_frontend::upstream::{BoxError, FetchFuture};
 use holdfast_frontend::{Fetch, Fetched, Upstream, UpstreamError};
-use holdfast_origin::{Client, OriginRequest, PassBody};
+use holdfast_origin::{Client, ErrorChain, OriginRequest, PassBody};
 use http_body_util::BodyExt;
 
 /// The origin client as the request handler sees it.
@@ -40,11 +40,15 @@ impl Upstream for OriginUpstream {
         };
         Box::pin(async move {
             match self.client.send(request).await {
+                // The frontend logs and answers with these reasons: each
+                // one says the whole chain, origin and cause included.
                 Ok((origin, response)) => Ok(Fetched {
                     origin,
-                    response: response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()),
+                    response: response.map(|body| body.map_err(|e| BoxError::from(ErrorChain(&e).to_string())).boxed()),
                 }),
-                Err(error) => Err(UpstreamError { reason: error.to_string(), status: error.kind().client_status() }),
+                Err(error) => {
+                    Err(UpstreamError { reason: ErrorChain(&error).to_string(), status: error.kind().client_status() })
+                }
             }
         })
     }

@@ -7,6 +7,7 @@
 //! 304 for a matching `If-None-Match`, 404 and 405.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
@@ -59,7 +60,7 @@ pub(crate) async fn serve(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     if not_modified {
-        return builder.status(StatusCode::NOT_MODIFIED).body(empty()).map_err(|e| OriginErrorKind::Io(e.to_string()));
+        return builder.status(StatusCode::NOT_MODIFIED).body(empty()).map_err(response_error);
     }
     let content_type = mime_guess::from_path(&path).first_or_octet_stream();
     let builder =
@@ -67,13 +68,19 @@ pub(crate) async fn serve(
     let body = if request.method == Method::HEAD {
         empty()
     } else {
-        let file = tokio::fs::File::open(&path).await.map_err(|e| OriginErrorKind::Io(e.to_string()))?;
+        let file = tokio::fs::File::open(&path).await.map_err(|e| OriginErrorKind::Io(Arc::new(e)))?;
         let stream = ReaderStream::new(file)
             .map_ok(Frame::data)
-            .map_err(|e| OriginError::new(OriginErrorKind::Io(e.to_string()), String::new()));
+            .map_err(|e| OriginError::new(OriginErrorKind::Io(Arc::new(e)), String::new()));
         StreamBody::new(stream).boxed()
     };
-    builder.body(body).map_err(|e| OriginErrorKind::Io(e.to_string()))
+    builder.body(body).map_err(response_error)
+}
+
+/// A response that cannot be built (a header value out of range): reported
+/// as the i/o error it replaces.
+fn response_error(error: http::Error) -> OriginErrorKind {
+    OriginErrorKind::Io(Arc::new(std::io::Error::other(error)))
 }
 
 /// Maps a request path to a relative file path, or `None` if it tries to

@@ -12,7 +12,8 @@ pub struct RetryPolicy {
     /// origin to answer: long enough to ride out an origin pod restart.
     pub hold_budget: Duration,
     /// First backoff; each retry doubles it, up to `max_backoff`, with
-    /// full jitter so waiting requests do not return in lockstep.
+    /// equal jitter (a random pause between half and all of it) so waiting
+    /// requests do not return in lockstep yet always back off.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use holdfast_node::config::{FileConfig, OriginEntry};
-use holdfast_node::{NodeConfig, Overrides, RunningNode};
+use holdfast_node::{Environment, NodeConfig, Overrides, RunningNode};
 use holdfast_test::FakeOrigin;
 
 /// Every end-to-end test finishes within this bound.
@@ -24,8 +24,8 @@ pub async fn within<T>(future: impl Future<Output = T>) -> T {
 /// Starts a node in front of `origin`, after `tweak` edits its config.
 pub async fn node_with(origin: &FakeOrigin, tweak: impl FnOnce(&mut FileConfig)) -> (RunningNode, SocketAddr) {
     let mut file = FileConfig::default();
-    file.server.listen = vec!["127.0.0.1:0".into()];
-    file.admin.listen = "127.0.0.1:0".into();
+    file.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    file.admin.listen = "127.0.0.1:0".parse().unwrap();
     file.server.shutdown_delay = Duration::ZERO;
     file.origin.urls = urls(&[origin.url()]);
     // Keep test timing short: fast checks, short ejections.
@@ -33,7 +33,8 @@ pub async fn node_with(origin: &FakeOrigin, tweak: impl FnOnce(&mut FileConfig))
     file.origin.health_check_path = holdfast_test::HEALTH_PATH.to_owned();
     tweak(&mut file);
     let config =
-        NodeConfig::from_file(file, Path::new("."), "test config", Overrides::default()).expect("valid config");
+        NodeConfig::from_file(file, Path::new("."), "test config", Overrides::default(), &Environment::default())
+            .expect("valid config");
     let node = RunningNode::start(config).await.expect("node starts");
     let addr = node.local_addrs[0];
     (node, addr)

@@ -33,7 +33,7 @@ pub fn with_tls(certs: &Certs, h3: bool) -> impl FnOnce(&mut FileConfig) {
     let certificate: Vec<CertSection> =
         certs.pairs.iter().map(|(cert, key, _)| CertSection { cert: cert.clone(), key: key.clone() }).collect();
     move |c: &mut FileConfig| {
-        c.tls.listen = vec!["127.0.0.1:0".into()];
+        c.tls.listen = vec!["127.0.0.1:0".parse().unwrap()];
         c.tls.certificate = certificate;
         c.tls.h3 = h3;
     }

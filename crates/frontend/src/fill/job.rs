@@ -172,10 +172,13 @@ impl FillJob {
                 fill.publish_head(FillHead::Revalidated(Stored { meta, body: hit.body }, shareable));
                 return;
             }
-            if usable_on_error && parts.status.is_server_error() {
+            if usable_on_error && (parts.status.is_server_error() || parts.status.is_client_error()) {
                 // A 5xx to a revalidation may be treated as no answer (RFC
-                // 9111 §4.3.3): it never replaces a stored object. A 4xx is
-                // the resource's new state and is relayed.
+                // 9111 §4.3.3). A 4xx would be the resource's new state, but
+                // for assets it is most often a deploy that removed the old
+                // hashed files while pages still name them: it does not
+                // replace a stored object either, unless that object forbids
+                // stale use (must-revalidate and the like: then it is relayed).
                 let reason = format!("origin {} answered {}", fetched.origin, parts.status);
                 tracing::warn!(%url, %reason, "serving stale");
                 let status = http::StatusCode::BAD_GATEWAY;

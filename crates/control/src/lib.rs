@@ -1,0 +1,282 @@
+//! holdfast-control: the messages of the admin API, shared by the node that
+//! answers them and the operator CLI that sends them, so neither side
+//! builds JSON by hand.
+//!
+//! | method | path | request | answer |
+//! | --- | --- | --- | --- |
+//! | POST | /purge | [`PurgeRequest`] | [`PurgeAnswer`] |
+//! | GET | /stats | | [`Stats`] |
+//! | POST | /reload | | [`ReloadAnswer`] |
+//! | any | any | | [`ErrorAnswer`] with a 4xx status |
+//!
+//! The answers' fields are declared in alphabetical order: that is the
+//! order the node has always written them in, so the JSON is unchanged.
+//! This crate depends on no other workspace crate: a tool can drive a node
+//! without linking it.
+
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What a purge selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeTarget {
+    /// One URL, every variant (the scheme is ignored): `https://cdn.example.com/app.js`.
+    Url(String),
+    /// Every URL starting with this: `cdn.example.com/assets/`.
+    Prefix(String),
+    /// Every object with this `Surrogate-Key` / `Cache-Tag`.
+    Tag(String),
+    /// Everything.
+    All,
+}
+
+/// The body of `POST /purge`, as written on the wire:
+/// `{"url"|"prefix"|"tag": "...", "all": true, "soft": bool}`. Exactly one
+/// of `url`, `prefix`, `tag` and `all` is given; [`PurgeRequest::target`]
+/// checks that.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// See [`PurgeTarget::Url`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// See [`PurgeTarget::Prefix`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// See [`PurgeTarget::Tag`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// See [`PurgeTarget::All`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub all: bool,
+    /// Mark stale instead of removing: served only while the origin fails.
+    #[serde(default)]
+    pub soft: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// Why a [`PurgeRequest`] selects nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PurgeRequestError {
+    /// None, or more than one, of `url`, `prefix`, `tag` and `all`.
+    NotOneTarget,
+    /// An empty `url`, `prefix` or `tag`.
+    EmptyTarget,
+}
+
+impl fmt::Display for PurgeRequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PurgeRequestError::NotOneTarget => "give exactly one of url, prefix, tag or all",
+            PurgeRequestError::EmptyTarget => "the purge target is empty",
+        })
+    }
+}
+
+impl std::error::Error for PurgeRequestError {}
+
+impl PurgeRequest {
+    /// The request for one target.
+    pub fn new(target: PurgeTarget, soft: bool) -> PurgeRequest {
+        let mut request = PurgeRequest { soft, ..PurgeRequest::default() };
+        match target {
+            PurgeTarget::Url(url) => request.url = Some(url),
+            PurgeTarget::Prefix(prefix) => request.prefix = Some(prefix),
+            PurgeTarget::Tag(tag) => request.tag = Some(tag),
+            PurgeTarget::All => request.all = true,
+        }
+        request
+    }
+
+    /// The one target the request names.
+    pub fn target(&self) -> Result<PurgeTarget, PurgeRequestError> {
+        let targets = [
+            self.url.clone().map(PurgeTarget::Url),
+            self.prefix.clone().map(PurgeTarget::Prefix),
+            self.tag.clone().map(PurgeTarget::Tag),
+            self.all.then_some(PurgeTarget::All),
+        ];
+        let mut chosen = targets.into_iter().flatten();
+        let (Some(target), None) = (chosen.next(), chosen.next()) else {
+            return Err(PurgeRequestError::NotOneTarget);
+        };
+        if matches!(&target, PurgeTarget::Url(s) | PurgeTarget::Prefix(s) | PurgeTarget::Tag(s) if s.is_empty()) {
+            return Err(PurgeRequestError::EmptyTarget);
+        }
+        Ok(target)
+    }
+}
+
+/// The answer to a purge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurgeAnswer {
+    /// `url`, `prefix`, `tag` or `all`.
+    pub kind: String,
+    /// What each tier removed or marked.
+    pub purged: Purged,
+    /// Whether the purge was soft.
+    pub soft: bool,
+    /// How long the purge took, in milliseconds.
+    pub took_ms: u64,
+}
+
+/// Records purged, per tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purged {
+    /// Records on disk.
+    pub disk: u64,
+    /// Records in memory.
+    pub memory: u64,
+}
+
+/// The answer to `GET /stats`: hit ratio, objects and bytes per tier,
+/// origin health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Requests waiting for a fill another request leads.
+    pub coalesced_waiters: usize,
+    /// The disk tier; `None` on a memory-only node.
+    pub disk: Option<DiskStats>,
+    /// Origin fills in progress.
+    pub fills_in_flight: usize,
+    /// Hits (fresh, stale or revalidated) over lookups (hits and misses).
+    pub hit_ratio: f64,
+    /// The memory tier.
+    pub memory: MemoryStats,
+    /// Each site's origin group.
+    pub origins: Vec<OriginGroupStats>,
+    /// False while the node drains.
+    pub ready: bool,
+    /// Responses by cache result (`HIT`, `MISS`, ...).
+    pub responses: BTreeMap<String, u64>,
+    /// Seconds since the node started.
+    pub uptime_s: u64,
+}
+
+/// The memory tier's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryStats {
+    /// Distinct bodies held.
+    pub blobs: u64,
+    /// Body bytes held.
+    pub bytes: u64,
+    /// Records evicted to stay within the memory size.
+    pub evictions: u64,
+    /// Records (stored responses and Vary records).
+    pub objects: u64,
+}
+
+/// The disk tier's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStats {
+    /// Bodies stored.
+    pub blobs: u64,
+    /// Files that failed their checksum or digest (quarantined).
+    pub corrupt: u64,
+    /// Records evicted to stay within the budgets.
+    pub evictions: u64,
+    /// Whether the volume was found full.
+    pub full: bool,
+    /// Lookups answered from disk.
+    pub hits: u64,
+    /// Bytes the tier's files take on disk.
+    pub objects_bytes: u64,
+    /// Whether the background scan has finished.
+    pub scanned: bool,
+    /// Writes that failed.
+    pub write_errors: u64,
+}
+
+/// One site's origin group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginGroupStats {
+    /// Origins ejected after consecutive failures.
+    pub ejections: u64,
+    /// Requests that failed after every attempt.
+    pub failures: u64,
+    /// Times a request waited for an ejected origin to come back.
+    pub holds: u64,
+    /// Each member, then the fallback.
+    pub members: Vec<MemberStats>,
+    /// Requests sent to the group.
+    pub requests: u64,
+    /// Attempts after the first.
+    pub retries: u64,
+    /// The site's name.
+    pub site: String,
+}
+
+/// One origin of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStats {
+    /// The circuit breaker: `closed`, `open` or `half-open`.
+    pub breaker: String,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Whether this is the group's fallback.
+    pub fallback: bool,
+    /// The origin's URL.
+    pub origin: String,
+}
+
+/// The answer to a successful `POST /reload`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadAnswer {
+    /// Always true.
+    pub reloaded: bool,
+    /// What was applied, and what waits for a restart.
+    pub summary: String,
+}
+
+/// The body of every refusal (4xx).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorAnswer {
+    /// What was wrong, in one line.
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_requests_round_trip_and_name_one_target() {
+        for target in [
+            PurgeTarget::Url("https://cdn.example/a.js".into()),
+            PurgeTarget::Prefix("cdn.example/assets/".into()),
+            PurgeTarget::Tag("release-7".into()),
+            PurgeTarget::All,
+        ] {
+            let json = serde_json::to_string(&PurgeRequest::new(target.clone(), true)).unwrap();
+            let parsed: PurgeRequest = serde_json::from_str(&json).unwrap();
+            assert_eq!(parsed.target(), Ok(target), "{json}");
+            assert!(parsed.soft);
+        }
+        let json = serde_json::to_string(&PurgeRequest::new(PurgeTarget::All, false)).unwrap();
+        assert_eq!(json, r#"{"all":true,"soft":false}"#);
+        let both: PurgeRequest = serde_json::from_str(r#"{"url": "a", "tag": "b"}"#).unwrap();
+        assert_eq!(both.target(), Err(PurgeRequestError::NotOneTarget));
+        let none: PurgeRequest = serde_json::from_str(r#"{"soft": true}"#).unwrap();
+        assert_eq!(none.target(), Err(PurgeRequestError::NotOneTarget));
+        let empty: PurgeRequest = serde_json::from_str(r#"{"prefix": ""}"#).unwrap();
+        assert_eq!(empty.target(), Err(PurgeRequestError::EmptyTarget));
+        assert!(serde_json::from_str::<PurgeRequest>(r#"{"url": "a", "hard": true}"#).is_err());
+    }
+
+    #[test]
+    fn answers_keep_their_wire_names() {
+        let answer = PurgeAnswer { kind: "tag".into(), purged: Purged { disk: 1, memory: 2 }, soft: false, took_ms: 3 };
+        assert_eq!(
+            serde_json::to_string(&answer).unwrap(),
+            r#"{"kind":"tag","purged":{"disk":1,"memory":2},"soft":false,"took_ms":3}"#
+        );
+    }
+}

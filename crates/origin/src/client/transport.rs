@@ -1,0 +1,148 @@
+//! Sending one request to one HTTP origin: the pooled hyper client and
+//! its TLS, the allow-listed request, the timeouts.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::{Method, Request, Response, Uri};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::Inner;
+use crate::timeout::IdleTimeoutBody;
+use crate::{Endpoint, OriginBody, OriginConfig, OriginError, OriginErrorKind, OriginRequest};
+
+/// The largest read from an HTTP/1.1 origin connection, hence the largest
+/// body chunk a fill gets.
+const ORIGIN_READ_BUFFER: usize = 64 * 1024;
+
+pub(super) type HttpClient =
+    HyperClient<HttpsConnector<HttpConnector>, BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>;
+
+/// Client TLS for https origins: ring, TLS 1.2 and 1.3, web PKI roots plus
+/// the configured ones, ALPN h2 then http/1.1.
+fn tls_config(extra_roots: &[rustls_pki_types::CertificateDer<'static>]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for root in extra_roots {
+        // A root that does not parse was already reported when the config was read.
+        let _ = roots.add(root.clone());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        // Invariant: the ring provider supports rustls' default versions.
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// The pooled client for a group's HTTP members.
+pub(super) fn hyper_client(config: &OriginConfig) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(&config.extra_roots))
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    HyperClient::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(config.pool_max_idle_per_host)
+        // Body chunks of at most 64 KiB: what a fill holds per chunk
+        // (and counts in its budget) stays small.
+        .http1_max_buf_size(ORIGIN_READ_BUFFER)
+        .build(connector)
+}
+
+impl Inner {
+    pub(super) async fn check(&self, index: usize, path: &str) {
+        let target = &self.targets[index];
+        let Endpoint::Http { authority, tls } = &target.endpoint else { return };
+        let mut request = OriginRequest {
+            method: Method::GET,
+            path_and_query: path.to_owned(),
+            host: self.config.host.clone().unwrap_or_else(|| authority.host().to_owned()),
+            accept_encoding: "identity",
+            if_none_match: None,
+            if_modified_since: None,
+            body: None,
+            hold: false,
+            affinity: None,
+            via: HeaderValue::from_static("1.1 holdfast-health-check"),
+        };
+        let healthy = match self.send_http(authority, *tls, &mut request).await {
+            Ok(response) => !response.status().is_server_error(),
+            Err(_) => false,
+        };
+        if healthy {
+            target.health.success();
+        } else {
+            self.record_failure(index);
+        }
+    }
+
+    pub(super) async fn send_http(
+        &self,
+        authority: &Authority,
+        tls: bool,
+        request: &mut OriginRequest,
+    ) -> Result<Response<OriginBody>, OriginErrorKind> {
+        let config = &self.config;
+        let uri = Uri::builder()
+            .scheme(if tls { Scheme::HTTPS } else { Scheme::HTTP })
+            .authority(authority.clone())
+            .path_and_query(request.path_and_query.as_str())
+            .build()
+            .map_err(|e| OriginErrorKind::BadRequest(Arc::new(e)))?;
+        let host = config.host.as_deref().unwrap_or(&request.host);
+        let mut builder = Request::builder()
+            .method(request.method.clone())
+            .uri(uri)
+            .header(header::HOST, host)
+            .header(header::ACCEPT_ENCODING, request.accept_encoding)
+            .header(header::VIA, request.via.clone());
+        if let Some(v) = &request.if_none_match {
+            builder = builder.header(header::IF_NONE_MATCH, v);
+        }
+        if let Some(v) = &request.if_modified_since {
+            builder = builder.header(header::IF_MODIFIED_SINCE, v);
+        }
+        let body = match request.body.take() {
+            Some(pass) => {
+                if let Some(v) = pass.content_type {
+                    builder = builder.header(header::CONTENT_TYPE, v);
+                }
+                if let Some(v) = pass.content_length {
+                    builder = builder.header(header::CONTENT_LENGTH, v);
+                }
+                pass.body
+            }
+            None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
+        };
+        let outgoing = builder.body(body).map_err(|e| OriginErrorKind::BadRequest(Arc::new(e)))?;
+        let response = match tokio::time::timeout(config.header_timeout, self.http.request(outgoing)).await {
+            Err(_) => return Err(OriginErrorKind::HeaderTimeout(config.header_timeout)),
+            Ok(Err(e)) if e.is_connect() => return Err(OriginErrorKind::Connect(Arc::new(e))),
+            Ok(Err(e)) => return Err(OriginErrorKind::Protocol(Arc::new(e))),
+            Ok(Ok(response)) => response,
+        };
+        let idle = config.body_idle_timeout;
+        Ok(response.map(|body| {
+            IdleTimeoutBody::new(body.map_err(|e| OriginErrorKind::Body(Arc::new(e))), idle)
+                .map_err(|kind| OriginError::new(kind, String::new()))
+                .boxed()
+        }))
+    }
+}
