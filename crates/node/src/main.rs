@@ -175,6 +175,20 @@ fn check_config(file: &std::path::Path, env: &Environment) -> anyhow::Result<()>
              cache keys and is sent to the origin; name the hosts you serve"
         );
     }
+    for site in &config.sites {
+        println!(
+            "note: site {}: a response that Varies on a request field is keyed on it, so the origin must see \
+             it: list such fields in origin.forward_headers (it forwards {})",
+            site.name,
+            match &site.forward {
+                holdfast_frontend::ForwardHeaders::Owned =>
+                    "only holdfast's own fields, Accept-Encoding among them".into(),
+                holdfast_frontend::ForwardHeaders::Named(names) =>
+                    names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "),
+                holdfast_frontend::ForwardHeaders::All => "every end-to-end field".to_owned(),
+            }
+        );
+    }
     let origins: usize = config.sites.iter().map(|s| s.origin.members.len()).sum();
     println!(
         "{}: ok ({} listener(s), {} site(s), {} origin(s))",

@@ -59,8 +59,11 @@ impl FillJob {
         let (if_none_match, if_modified_since) = validators.unwrap_or((None, None));
         let hold =
             stale.as_ref().is_none_or(|hit| !hit.meta.usable_on_error(SystemTime::now(), config.max_stale_on_error));
+        let site = &request.routing.sites[request.site];
+        let forwarded = site.forward.select(&request.headers);
+        let authorization = forwarded.contains_key(header::AUTHORIZATION);
         FillJob {
-            upstream: Arc::clone(&request.routing.sites[request.site].upstream),
+            upstream: Arc::clone(&site.upstream),
             tiers: Arc::clone(tiers),
             epoch: request.epoch,
             primary,
@@ -77,13 +80,14 @@ impl FillJob {
                 hold,
                 affinity: *primary.as_bytes(),
                 via: via_upstream(&request.headers, &config.node_name),
+                headers: forwarded,
             },
             stale,
             cacheable: true,
             max_object_size: config.max_object_size,
             max_stale: config.max_stale_on_error,
             policy: config.policy.clone(),
-            authorization: false,
+            authorization,
         }
     }
 
@@ -217,6 +221,7 @@ impl FillJob {
             origin: fetched.origin.clone(),
             storable: storable.as_ref().map(|_| ()).map_err(|r| *r),
             shareable,
+            variant: policy::vary_names(&headers).map(|vary| primary.record(&vary, &request_headers)),
         });
         if storable.is_err() {
             fill.lock().retain = false;

@@ -100,7 +100,7 @@ impl Handler {
             Found::Stale(hit) if hit.meta.within_stale_while_revalidate(now) => {
                 // Serve the stale copy now; one background refresh per key.
                 // Without room for another fill the refresh waits for a later request.
-                let key = coalescing_key(&primary, &request.headers);
+                let key = coalescing_key(&primary, Some(&hit), &request.headers);
                 drop(
                     self.inflight
                         .join_or_start(key, || FillJob::fill(&request, &self.tiers, primary, Some(hit.clone()))),
@@ -114,7 +114,7 @@ impl Handler {
 
     /// Stale or miss: join or start the fill for this key and answer from it.
     async fn fill(&self, request: &ClientRequest, primary: Key, stale: Option<Stored>) -> Answer {
-        let key = coalescing_key(&primary, &request.headers);
+        let key = coalescing_key(&primary, stale.as_ref(), &request.headers);
         let joined = self.inflight.join_or_start(key, || FillJob::fill(request, &self.tiers, primary, stale.clone()));
         let Ok((mut reader, leader)) = joined else {
             // Shed: the node runs as many fills as it allows.
@@ -134,12 +134,13 @@ impl Handler {
         };
         let mut head = reader.head().await;
         let shareable = match &head {
-            FillHead::Response(response) => response.shareable,
+            FillHead::Response(response) => response.shareable && response.same_variant(&primary, &request.headers),
             FillHead::Revalidated(_, shareable) => *shareable,
             _ => true,
         };
         if !shareable && !leader {
-            // Meant for one client (Set-Cookie, private): fetch our own.
+            // Meant for one client (Set-Cookie, private), or another
+            // variant than this request selects: fetch our own.
             drop(reader);
             reader = self.inflight.start_alone(FillJob::fill(request, &self.tiers, primary, None));
             head = reader.head().await;
