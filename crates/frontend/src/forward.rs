@@ -4,8 +4,10 @@
 //! Accept-Encoding, Via, its own validators, a pass-through body's framing);
 //! a site may forward more: named fields, or every end-to-end field (`*`).
 //! Hop-by-hop fields never go (RFC 9110 §7.6.1), nor the client's own
-//! conditionals and ranges: the cache answers those itself from the object
-//! it fetches whole.
+//! conditionals: the cache answers those itself. `Range` and `If-Range`
+//! go when forwarded (named or `*`): the origin's 206 answers are then kept
+//! as segments of their object (see holdfast_cache::partial) and relayed;
+//! otherwise a range is cut from the object fetched whole.
 
 use http::HeaderMap;
 use http::header::{self, HeaderName};
@@ -26,7 +28,7 @@ pub enum ForwardHeaders {
 
 /// Fields holdfast sets itself on every origin request, or that only make
 /// sense between the client and the cache.
-const OWNED: [HeaderName; 16] = [
+const OWNED: [HeaderName; 14] = [
     header::HOST,
     header::ACCEPT_ENCODING,
     header::VIA,
@@ -36,8 +38,6 @@ const OWNED: [HeaderName; 16] = [
     header::IF_MODIFIED_SINCE,
     header::IF_MATCH,
     header::IF_UNMODIFIED_SINCE,
-    header::IF_RANGE,
-    header::RANGE,
     header::EXPECT,
     // Hop-by-hop (RFC 9110 §7.6.1), plus the fields Connection names.
     header::CONNECTION,
@@ -110,6 +110,15 @@ impl ForwardHeaders {
     pub fn forwards_any(&self) -> bool {
         *self != ForwardHeaders::Owned
     }
+
+    /// Whether the client's `name` field reaches the origin.
+    pub fn includes(&self, name: &HeaderName) -> bool {
+        match self {
+            ForwardHeaders::Owned => false,
+            ForwardHeaders::Named(names) => names.contains(name),
+            ForwardHeaders::All => !OWNED.contains(name) && !HOP_BY_HOP.contains(&name.as_str()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +140,7 @@ mod tests {
             ("keep-alive", "timeout=5"),
             ("if-none-match", "\"v\""),
             ("range", "bytes=0-1"),
+            ("if-range", "\"v\""),
             ("te", "trailers"),
             ("via", "1.1 edge"),
         ] {
@@ -154,14 +164,16 @@ mod tests {
         let all = ForwardHeaders::parse(&["*".into()]).unwrap();
         assert_eq!(
             names(&all.select(&request())),
-            ["accept-language", "authorization", "cookie", "x-request-id"],
+            ["accept-language", "authorization", "cookie", "if-range", "range", "x-request-id"],
             "end-to-end fields only: no hop-by-hop, nothing named by Connection, nothing holdfast owns"
         );
+        assert!(all.includes(&header::RANGE) && !owned.includes(&header::RANGE));
+        assert!(!all.includes(&header::IF_NONE_MATCH));
     }
 
     #[test]
     fn owned_and_hop_by_hop_names_are_refused() {
-        for name in ["Host", "range", "Connection", "keep-alive", "Proxy-Authorization"] {
+        for name in ["Host", "if-none-match", "Connection", "keep-alive", "Proxy-Authorization"] {
             assert!(ForwardHeaders::parse(&[name.into()]).is_err(), "{name}");
         }
         assert!(ForwardHeaders::parse(&["*".into(), "cookie".into()]).is_err());

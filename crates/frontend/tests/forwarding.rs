@@ -86,3 +86,44 @@ async fn waiting_requests_get_only_their_own_variant() {
     assert_eq!(get_with(&handler, "/v", &[("x-device", "desktop")]).await.x_cache, "HIT");
     assert_eq!(get_with(&handler, "/v", &[("x-device", "phone")]).await.x_cache, "HIT");
 }
+
+/// With `Range` forwarded, the origin answers ranges: they are relayed,
+/// kept, answer later ranges inside them, and make the whole object once
+/// every byte came (what nginx's slice module approximates).
+#[tokio::test]
+async fn forwarded_ranges_are_kept_and_completed() {
+    const BODY: &str = "0123456789abcdef";
+    let origin = Scripted::new(|_, fetch| {
+        let range = fetch.headers.get("range").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Box::pin(async move {
+            let bounds = range
+                .as_deref()
+                .and_then(|r| r.strip_prefix("bytes=")?.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?.min(BODY.len() - 1))));
+            let cached = [("cache-control", "max-age=600"), ("etag", "\"v1\"")];
+            match bounds {
+                Some((a, b)) => {
+                    let content_range = format!("bytes {a}-{b}/{}", BODY.len());
+                    let length = (b - a + 1).to_string();
+                    let fields = [cached[0], cached[1], ("content-range", &content_range), ("content-length", &length)];
+                    reply(206, &fields, &BODY[a..=b])
+                }
+                None => reply(200, &cached, BODY),
+            }
+        })
+    });
+    let handler = forwarding_handler(Arc::clone(&origin), policy(&["*"]), |_| {});
+    let first = get_with(&handler, "/video", &[("range", "bytes=0-7")]).await;
+    assert_eq!((first.status, first.x_cache.as_str()), (206, "MISS"));
+    assert_eq!(first.body.unwrap(), "01234567");
+    settle(&handler).await;
+    let inside = get_with(&handler, "/video", &[("range", "bytes=2-5")]).await;
+    assert_eq!((inside.status, inside.x_cache.as_str(), inside.body.unwrap()), (206, "HIT", "2345".into()));
+    let second = get_with(&handler, "/video", &[("range", "bytes=8-15")]).await;
+    assert_eq!((second.status, second.x_cache.as_str()), (206, "MISS"));
+    settle(&handler).await;
+    let whole = get_with(&handler, "/video", &[]).await;
+    assert_eq!((whole.status, whole.x_cache.as_str(), whole.body.unwrap()), (200, "HIT", BODY.into()));
+    let ranges: Vec<_> = origin.seen().iter().map(|s| s.headers.get("range").cloned()).collect();
+    assert_eq!(ranges, [Some("bytes=0-7".parse().unwrap()), Some("bytes=8-15".parse().unwrap())]);
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use holdfast_cache::partial::ContentRange;
 use holdfast_cache::policy::{self, Exchange, Policy, RequestFacts};
 use holdfast_cache::{DigestBuilder, Key, Meta, NoStoreReason, Storable, encoding};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -60,7 +61,12 @@ impl FillJob {
         let hold =
             stale.as_ref().is_none_or(|hit| !hit.meta.usable_on_error(SystemTime::now(), config.max_stale_on_error));
         let site = &request.routing.sites[request.site];
-        let forwarded = site.forward.select(&request.headers);
+        let mut forwarded = site.forward.select(&request.headers);
+        if stale.is_some() {
+            // Revalidating a whole object: ask for all of it.
+            forwarded.remove(header::RANGE);
+            forwarded.remove(header::IF_RANGE);
+        }
         let authorization = forwarded.contains_key(header::AUTHORIZATION);
         FillJob {
             upstream: Arc::clone(&site.upstream),
@@ -194,6 +200,13 @@ impl FillJob {
         let content_length =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         let coding_accepted = encoding::coding_accepted(&headers, accept_encoding);
+        // A 206 to a GET is kept as a segment of its object, judged as the
+        // whole response would be (holdfast_cache::partial).
+        let segment = (parts.status == StatusCode::PARTIAL_CONTENT && cacheable && is_get)
+            .then(|| headers.get(header::CONTENT_RANGE).and_then(ContentRange::parse))
+            .flatten()
+            .filter(|range| content_length.is_none_or(|len| len == range.end - range.start));
+        let judged_status = if segment.is_some() { StatusCode::OK } else { parts.status };
         let mut storable: Result<Storable, NoStoreReason> = if !cacheable || !is_get {
             Err(NoStoreReason::Method)
         } else if !coding_accepted {
@@ -201,7 +214,19 @@ impl FillJob {
             // this client (it is what the origin answered) but store nothing.
             Err(NoStoreReason::Coding)
         } else {
-            policy.evaluate(parts.status, &headers, exchange, facts)
+            policy.evaluate(judged_status, &headers, exchange, facts)
+        };
+        if segment.is_some() && storable.as_ref().is_ok_and(|s| !s.vary.is_empty()) {
+            // Segments of several variants are not combined.
+            storable = Err(NoStoreReason::Status);
+        }
+        let keep = |meta: Meta, body: Bytes| match segment {
+            // Without Content-Length the segment's length is known only now.
+            Some(range) if body.len() as u64 == range.end - range.start => {
+                tiers.keep_partial(primary, &request_headers, as_segment_of(meta, range), range, body, epoch)
+            }
+            Some(_) => {}
+            None => tiers.store(primary, &request_headers, meta, body, epoch),
         };
         if storable.is_ok() && content_length.is_some_and(|len| len > max_object_size) {
             storable = Err(NoStoreReason::TooLarge);
@@ -304,7 +329,7 @@ impl FillJob {
                             hasher.finish(),
                             received,
                         );
-                        tiers.store(primary, &request_headers, meta, body.clone(), epoch);
+                        keep(meta, body.clone());
                         stored = true;
                         let mut state = fill.lock();
                         state.chunks.push(chunk);
@@ -335,11 +360,19 @@ impl FillJob {
         } else if let (Ok(storable), false) = (storable, stored) {
             let body = concat(&fill.lock().chunks, received);
             let meta = Meta::new(url, parts.status, headers, storable, exchange, hasher.finish(), received);
-            tiers.store(primary, &request_headers, meta, body.clone(), epoch);
+            keep(meta, body.clone());
             hand_over_to_store(&mut fill.lock(), &body, &fill.budget);
         }
         fill.finish(end);
     }
+}
+
+/// The metadata of a 206 as that of the whole object it is part of: a
+/// 200 of the complete length, without the segment's own framing.
+fn as_segment_of(mut meta: Meta, range: ContentRange) -> Meta {
+    meta.headers.remove(header::CONTENT_RANGE);
+    meta.headers.remove(header::CONTENT_LENGTH);
+    Meta { status: StatusCode::OK, size: range.complete, ..meta }
 }
 
 /// Once the body is stored, the chunks readers still have to read become

@@ -353,10 +353,14 @@ impl Inflight {
 
 /// The key concurrent requests share a fill by: the primary key and the
 /// coding asked for; a revalidation also by the stale variant's key, so
-/// requests for different stored variants never share one.
-pub(crate) fn coalescing_key(primary: &Key, stale: Option<&Stored>, request: &HeaderMap) -> Key {
-    let base = stale.map_or(*primary, |hit| primary.record(&hit.meta.vary, request));
-    base.variant(&[header::ACCEPT_ENCODING], request)
+/// requests for different stored variants never share one; a miss whose
+/// range is forwarded also by its range.
+pub(crate) fn coalescing_key(primary: &Key, stale: Option<&Stored>, request: &HeaderMap, ranged: bool) -> Key {
+    match stale {
+        Some(hit) => primary.record(&hit.meta.vary, request).variant(&[header::ACCEPT_ENCODING], request),
+        None if ranged => primary.variant(&[header::ACCEPT_ENCODING, header::RANGE, header::IF_RANGE], request),
+        None => primary.variant(&[header::ACCEPT_ENCODING], request),
+    }
 }
 
 /// Turns a pass-through or fill body into the handler's body type.
