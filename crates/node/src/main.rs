@@ -176,17 +176,17 @@ fn check_config(file: &std::path::Path, env: &Environment) -> anyhow::Result<()>
         );
     }
     for site in &config.sites {
-        println!(
-            "note: site {}: a response that Varies on a request field is keyed on it, so the origin must see \
-             it: list such fields in origin.forward_headers (it forwards {})",
-            site.name,
-            match &site.forward {
-                holdfast_frontend::ForwardHeaders::Owned =>
-                    "only holdfast's own fields, Accept-Encoding among them".into(),
-                holdfast_frontend::ForwardHeaders::Named(names) =>
-                    names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "),
-                holdfast_frontend::ForwardHeaders::All => "every end-to-end field".to_owned(),
+        let forwarded = match &site.forward {
+            holdfast_frontend::ForwardHeaders::All => continue,
+            holdfast_frontend::ForwardHeaders::Owned => "only holdfast's own fields".to_owned(),
+            holdfast_frontend::ForwardHeaders::Named(names) => {
+                names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
             }
+        };
+        println!(
+            "note: site {}: responses that Vary on a request field are keyed on it, so the origin must see it; \
+             list such fields in origin.forward_headers (now: {forwarded}, plus Accept-Encoding)",
+            site.name
         );
     }
     let origins: usize = config.sites.iter().map(|s| s.origin.members.len()).sum();
