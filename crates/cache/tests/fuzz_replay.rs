@@ -3,6 +3,9 @@
 //! input the fuzzers kept (crashes found included) is checked by
 //! `cargo test --workspace`.
 
+// The corpus is test data on disk, not the cache's files.
+#![allow(clippy::disallowed_methods)]
+
 #[path = "../fuzz/targets/common.rs"]
 mod common;
 

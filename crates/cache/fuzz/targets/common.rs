@@ -33,6 +33,7 @@ pub fn known_from_env() {
 }
 
 /// Whether the finding `name` is one a campaign steps over.
+#[allow(dead_code)] // for the next finding a campaign must step over
 fn known(name: &str) -> bool {
     KNOWN.get().is_some_and(|k| k.iter().any(|n| n == name))
 }
@@ -172,9 +173,20 @@ pub fn freshness(data: &[u8]) {
                 storable.corrected_initial_age
             );
             assert_eq!(storable.corrected_initial_age, age);
-            assert!(!storable.directives.no_store && !storable.directives.private);
+            let directives = &storable.directives;
+            assert!((!directives.no_store || directives.must_understand) && !directives.private);
             assert!(!headers.contains_key(header::SET_COOKIE), "a response with Set-Cookie was storable");
-            assert!(matches!(status.as_u16(), 200 | 203 | 204 | 300 | 301 | 308 | 410), "stored status {status}");
+            // RFC 9111 §3: any final status, except the incomplete 206 and
+            // 304, with explicit freshness (or `public`); heuristic
+            // freshness only for the heuristically cacheable ones.
+            let code = status.as_u16();
+            assert!(code >= 200 && code != 206 && code != 304, "stored status {status}");
+            let heuristic = matches!(code, 200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501);
+            let explicit = directives.s_maxage.is_some()
+                || directives.max_age.is_some()
+                || headers.contains_key(header::EXPIRES)
+                || directives.public;
+            assert!(heuristic || explicit, "stored status {status} without explicit freshness");
             assert_eq!(Some(storable.vary.clone()), policy::vary_names(&headers));
             // What the store does with it next: none of this may panic.
             let meta = Meta::new("http://h/p".into(), status, headers, storable, exchange, Digest::of(b""), 0);
@@ -297,10 +309,9 @@ fn assert_same_record(a: &Record, b: &Record) {
         }
         (Record::Vary { key: k1, primary: p1, names: n1 }, Record::Vary { key: k2, primary: p2, names: n2 }) => {
             assert_eq!((p1.to_hex(), n1), (p2.to_hex(), n2), "Vary record changed in the round trip");
-            // encode_vary writes the primary key as the record key, so a
-            // decoded Vary record whose two keys differ cannot come back.
+            // decode refuses a Vary record whose key is not its primary.
             assert!(
-                k1 == k2 || known("vary-key"),
+                k1 == k2,
                 "Vary record key changed in the round trip: decoded key {} primary {}, encoded again: key {}",
                 k1.to_hex(),
                 p1.to_hex(),

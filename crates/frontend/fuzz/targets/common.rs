@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use holdfast_cache::encoding::normalize_accept_encoding;
+use holdfast_cache::encoding::{self, normalize_accept_encoding};
 use holdfast_cache::{Store, StoreConfig};
 use holdfast_frontend::fuzzing::{RangeRequest, parse_range};
 use holdfast_frontend::upstream::{BoxError, FetchFuture};
@@ -444,6 +444,7 @@ async fn exchange(handler: Arc<Handler>, spec: RequestSpec, log: Arc<Mutex<Origi
         request.extensions_mut().insert(EarlyData);
     }
     let accepted = normalize_accept_encoding(request.headers().get_all(header::ACCEPT_ENCODING));
+    let raw_accept_encoding = encoding::raw_accept_encoding(request.headers());
     let what = format!("{} {} {:?} {:?}", spec.method, spec.target, spec.version, spec.headers);
 
     let response = handler.handle(request, "http").await;
@@ -484,7 +485,9 @@ async fn exchange(handler: Arc<Handler>, spec: RequestSpec, log: Arc<Mutex<Origi
     // RFC 9110 §15: a status code is 100..=599; anything else is invalid.
     check((100..=599).contains(&status), &format!("status:{result}"), || format!("invalid status\n{}", head()));
 
-    // A coding reaches only a client whose Accept-Encoding normalised to it.
+    // A stored coding reaches only a client whose Accept-Encoding
+    // normalised to it; a relayed one, only a client that accepts it.
+    let stored = matches!(result.as_str(), "HIT" | "STALE" | "REVALIDATED");
     let codings: Vec<String> = parts
         .headers
         .get_all(header::CONTENT_ENCODING)
@@ -496,6 +499,7 @@ async fn exchange(handler: Arc<Handler>, spec: RequestSpec, log: Arc<Mutex<Origi
         .collect();
     let coding_ok = match codings.as_slice() {
         [] => true,
+        _ if !stored => encoding::client_accepts(raw_accept_encoding.as_ref(), &parts.headers),
         [one] => one == accepted || (one == "x-gzip" && accepted == "gzip"),
         _ => false,
     };
@@ -515,7 +519,6 @@ async fn exchange(handler: Arc<Handler>, spec: RequestSpec, log: Arc<Mutex<Origi
     if spec.method != Method::GET || status == 304 || status == 416 || body_error.is_some() || bytes.len() >= MAX_BODY {
         return;
     }
-    let stored = matches!(result.as_str(), "HIT" | "STALE" | "REVALIDATED");
     if !stored && result != "MISS" {
         return;
     }

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use holdfast_node::config::{FileConfig, NodeConfig, Overrides};
+use holdfast_node::config::{Environment, FileConfig, NodeConfig, Overrides};
 
 /// A config file as the node reads it: TOML into [`FileConfig`], then
 /// checked and typed by [`NodeConfig::from_file`]. Errors are fine (they
@@ -14,7 +14,13 @@ use holdfast_node::config::{FileConfig, NodeConfig, Overrides};
 pub fn config_file(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(file) = toml::from_str::<FileConfig>(text) else { return };
-    if let Err(error) = NodeConfig::from_file(file, Path::new("/nonexistent"), "fuzz.toml", Overrides::default()) {
+    if let Err(error) = NodeConfig::from_file(
+        file,
+        Path::new("/nonexistent"),
+        "fuzz.toml",
+        Overrides::default(),
+        &Environment::default(),
+    ) {
         // Rendering the error is part of reporting it.
         let _ = format!("{error:#}");
     }
