@@ -78,6 +78,45 @@ async fn tls_negotiates_h2_and_http1_and_advertises_h3() {
     .await
 }
 
+/// One HTTP/1.1 GET over a new TLS connection made with `config` (whose
+/// session cache keeps what the server hands out); how the handshake went.
+async fn handshake_and_get(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> rustls::HandshakeKind {
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let kind = tls.get_ref().1.handshake_kind().unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get("/").header("host", "localhost").body(http_body_util::Empty::<Bytes>::new());
+    // Reading the response also reads the session tickets sent before it.
+    let response = sender.send_request(request.unwrap()).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    kind
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_client_resumes_its_session_after_many_others() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let certs = certs("resume", &[&["localhost"]]);
+        let (node, _) = node_with(&origin, with_tls(&certs, false)).await;
+        let addr = node.tls_addrs[0];
+        let roots = [certs.pairs[0].2.clone()];
+        let returning = Arc::new(client_config(&roots, &[b"http/1.1"]));
+        assert_eq!(handshake_and_get(addr, &returning).await, rustls::HandshakeKind::Full);
+        // More new clients than a stateful server cache of 256 sessions
+        // would remember.
+        for _ in 0..300 {
+            let stranger = Arc::new(client_config(&roots, &[b"http/1.1"]));
+            handshake_and_get(addr, &stranger).await;
+        }
+        assert_eq!(handshake_and_get(addr, &returning).await, rustls::HandshakeKind::Resumed);
+        let _ = std::fs::remove_dir_all(&certs.dir);
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_picks_the_certificate_and_reload_replaces_it() {
     within(async {

@@ -118,6 +118,12 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
+/// TLS 1.2 sessions remembered for resumption (a few hundred bytes each).
+const TLS12_SESSION_CACHE: usize = 4096;
+
+/// QUIC sessions remembered for resumption and 0-RTT.
+const QUIC_SESSION_CACHE: usize = 4096;
+
 /// The rustls config of TCP listeners: ALPN h2 then http/1.1; TLS 1.2 and 1.3.
 pub fn tcp_server_config(resolver: Arc<CertResolver>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -127,6 +133,12 @@ pub fn tcp_server_config(resolver: Arc<CertResolver>) -> Result<Arc<rustls::Serv
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Stateless TLS 1.3 tickets (keys rotated every 6 hours): any number
+    // of returning browsers resume with one round trip and no signature,
+    // where the default 256-entry session cache would forget all but the
+    // last few hundred. TLS 1.2 resumes by session id from a larger cache.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(TLS12_SESSION_CACHE);
     Ok(Arc::new(config))
 }
 
@@ -142,6 +154,9 @@ pub fn quic_server_config(resolver: Arc<CertResolver>) -> Result<rustls::ServerC
     config.alpn_protocols = vec![b"h3".to_vec()];
     // quinn accepts only 0 or u32::MAX here; u32::MAX allows 0-RTT.
     config.max_early_data_size = u32::MAX;
+    // Stateful sessions (each ticket single-use, which is what keeps 0-RTT
+    // from being replayed), more of them than rustls' default 256.
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(QUIC_SESSION_CACHE);
     Ok(config)
 }
 

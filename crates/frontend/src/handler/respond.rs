@@ -65,9 +65,17 @@ fn strip_targeted_fields(request: &ClientRequest, headers: &mut HeaderMap) {
 }
 
 fn set_result(headers: &mut HeaderMap, result: CacheResult, detail: &str) {
+    set_result_with(headers, result, format_args!("{detail}"));
+}
+
+/// [`set_result`] with the detail formatted straight into the value's one
+/// buffer (the hit path runs this for every response).
+fn set_result_with(headers: &mut HeaderMap, result: CacheResult, detail: std::fmt::Arguments<'_>) {
+    use std::fmt::Write;
     headers.insert(X_CACHE, HeaderValue::from_static(result.as_str()));
-    let status = format!("holdfast; {detail}");
-    if let Ok(value) = HeaderValue::from_str(&status) {
+    let mut status = String::with_capacity(48);
+    let _ = write!(status, "holdfast; {detail}");
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(status)) {
         headers.insert(CACHE_STATUS, value);
     }
 }
@@ -142,16 +150,22 @@ fn not_modified(headers: &HeaderMap) -> Response<ResponseBody> {
 /// `now` is when the answer is made, for Age and the remaining lifetime.
 pub(crate) fn from_store(request: &ClientRequest, hit: Stored, result: CacheResult, now: SystemTime) -> Answer {
     let meta = &hit.meta;
-    let mut headers = meta.headers.clone();
-    headers.insert(header::AGE, HeaderValue::from(meta.age(now).as_secs()));
-    let ttl = meta.freshness_lifetime.saturating_sub(meta.age(now)).as_secs();
-    let detail = match result {
-        CacheResult::Hit => format!("hit; ttl={ttl}"),
-        CacheResult::Revalidated => format!("fwd=stale; fwd-status=304; ttl={ttl}"),
-        CacheResult::Stale => "hit; detail=stale-origin-error".to_owned(),
-        _ => "fwd=method".to_owned(),
-    };
-    set_result(&mut headers, result, &detail);
+    // Room for the fields added below, so they never grow (and rehash) the map.
+    let mut headers = HeaderMap::with_capacity(meta.headers.len() + ADDED_ON_HIT);
+    for (name, value) in &meta.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    let age = meta.age(now);
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    let ttl = meta.freshness_lifetime.saturating_sub(age).as_secs();
+    match result {
+        CacheResult::Hit => set_result_with(&mut headers, result, format_args!("hit; ttl={ttl}")),
+        CacheResult::Revalidated => {
+            set_result_with(&mut headers, result, format_args!("fwd=stale; fwd-status=304; ttl={ttl}"))
+        }
+        CacheResult::Stale => set_result(&mut headers, result, "hit; detail=stale-origin-error"),
+        _ => set_result(&mut headers, result, "fwd=method"),
+    }
     strip_targeted_fields(request, &mut headers);
     let answer = |response| Answer { response, result, site: Some(request.site), origin: None };
     if meta.status == StatusCode::OK && conditional::not_modified(&request.headers, &headers, meta.stored_at) {
@@ -201,6 +215,10 @@ pub(crate) fn from_store(request: &ClientRequest, hit: Stored, result: CacheResu
     answer(response)
 }
 
+/// Fields a stored response gets when served: Age, X-Cache, Cache-Status,
+/// Content-Length, Accept-Ranges, Content-Range.
+const ADDED_ON_HIT: usize = 6;
+
 /// A range of a partial object (kept 206 segments), as a 206 HIT.
 pub(crate) fn from_partial(
     request: &ClientRequest,
@@ -212,7 +230,7 @@ pub(crate) fn from_partial(
     let mut headers = meta.headers.clone();
     headers.insert(header::AGE, HeaderValue::from(meta.age(now).as_secs()));
     let ttl = meta.freshness_lifetime.saturating_sub(meta.age(now)).as_secs();
-    set_result(&mut headers, CacheResult::Hit, &format!("hit; ttl={ttl}; detail=partial"));
+    set_result_with(&mut headers, CacheResult::Hit, format_args!("hit; ttl={ttl}; detail=partial"));
     strip_targeted_fields(request, &mut headers);
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
