@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 
 use bytesize::ByteSize;
-use common::{TOKEN, node_with, token_file, within};
+use common::{TOKEN, node_with, token_file, with_admin, within};
 use holdfast_test::{FakeOrigin, get};
 use http::HeaderMap;
 
@@ -121,6 +121,57 @@ async fn stats_show_budgets_latency_version_and_the_last_purges_newest_first() {
         assert_eq!((recent[0]["target"].as_str(), recent[19]["target"].as_str()), (Some("t24"), Some("t5")));
         node.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_its_assets_load_without_the_token_with_their_types_and_policy() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let (node, addr) = node_with(&origin, with_admin(token_file("dashboard-page"))).await;
+        let admin_addr = node.admin_addr.unwrap();
+        get(addr, "/seen.js").await;
+        let (status, headers, body) = admin(admin_addr, "GET", "/", None, "").await;
+        assert_eq!((status, headers["content-type"].to_str().unwrap()), (200, "text/html; charset=utf-8"));
+        let page = String::from_utf8(body).unwrap();
+        assert!(page.contains("id=\"login-form\""), "the page asks for the token");
+        assert!(!page.contains(&origin.url()) && !page.contains("seen.js"), "the page itself holds no data");
+        let mut assets = vec![("/".to_owned(), headers, page.clone())];
+        for (path, content_type) in [
+            ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+            ("/dashboard/app.css", "text/css; charset=utf-8"),
+            ("/dashboard/icon.svg", "image/svg+xml"),
+        ] {
+            assert!(page.contains(&format!("\"{path}\"")), "the page loads {path}");
+            let (status, headers, body) = admin(admin_addr, "GET", path, None, "").await;
+            assert_eq!((status, headers["content-type"].to_str().unwrap()), (200, content_type), "{path}");
+            assets.push((path.to_owned(), headers, String::from_utf8(body).unwrap()));
+        }
+        for (path, headers, text) in &assets {
+            let csp = headers["content-security-policy"].to_str().unwrap();
+            assert!(csp.starts_with("default-src 'self';") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+            // Nothing comes from the network: the only URL is the SVG namespace.
+            let urls = text.matches("http://").count() + text.matches("https://").count();
+            assert_eq!(urls, text.matches("http://www.w3.org/2000/svg").count(), "{path} links outside the node");
+        }
+        // No inline script: every script element has a src on this listener.
+        assert_eq!(page.matches("<script").count(), page.matches("<script src=\"/dashboard/").count());
+        let script = &assets[1].2;
+        assert!(script.contains("fetch(\"/stats\"") && script.contains("Authorization: \"Bearer \" + token"));
+        assert!(script.contains("sessionStorage") && !script.contains("localStorage"), "the token stays in the tab");
+
+        // The data stays behind the token, whatever the page does.
+        for path in ["/stats", "/metrics"] {
+            assert_eq!(admin(admin_addr, "GET", path, None, "").await.0, 401, "{path}");
+        }
+        let (status, headers, body) = admin(admin_addr, "HEAD", "/", None, "").await;
+        assert_eq!((status, body.len(), headers.contains_key("content-security-policy")), (200, 0, true));
+        let (status, headers, _) = admin(admin_addr, "POST", "/", Some(TOKEN), "").await;
+        assert_eq!((status, headers["allow"].to_str().unwrap()), (405, "GET, HEAD"));
+        let (status, _, _) = admin(admin_addr, "GET", "/dashboard/nope.js", None, "").await;
+        assert_eq!(status, 401, "other paths stay behind the token");
     })
     .await
 }

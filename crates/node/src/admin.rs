@@ -1,16 +1,18 @@
-//! The admin listener: probes, purge, stats, metrics, reload.
+//! The admin listener: probes, dashboard, purge, stats, metrics, reload.
 //!
-//! `/live` and `/ready` answer anyone (probes). Every other request needs
-//! `Authorization: Bearer <token>` (compared in constant time); without it,
-//! 401 and nothing done, unknown paths included. `/metrics` can be opened to
-//! scrapers without the token by configuration. JSON in and out, in the
-//! types of holdfast-control. Every answer carries `Cache-Control:
-//! no-store`, `X-Content-Type-Options: nosniff` and a same-origin
-//! Content-Security-Policy.
+//! `/live` and `/ready` answer anyone (probes), and so do the dashboard's
+//! page and assets ([`crate::dashboard`]: code, no data). Every other
+//! request needs `Authorization: Bearer <token>` (compared in constant
+//! time); without it, 401 and nothing done, unknown paths included.
+//! `/metrics` can be opened to scrapers without the token by configuration.
+//! JSON in and out, in the types of holdfast-control. Every answer carries
+//! `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and a
+//! same-origin Content-Security-Policy.
 //!
 //! | method | path | does |
 //! | --- | --- | --- |
 //! | GET | /live, /ready | 200, or 503 while draining |
+//! | GET | /, /dashboard/* | the dashboard: HTML, JS, CSS; it polls /stats with the token |
 //! | POST | /purge | [`PurgeRequest`]: `{"url"|"prefix"|"tag": "...", "all": true, "soft": bool}` |
 //! | GET | /stats | [`Stats`](holdfast_control::Stats): hit ratio, tiers against their budgets, origin health, recent purges |
 //! | GET | /metrics | Prometheus (OpenMetrics) text |
@@ -35,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::purge_log::PurgeLog;
-use crate::{metrics, stats};
+use crate::{dashboard, metrics, stats};
 
 /// Whether the node wants traffic: false from the first moment of a drain,
 /// so load balancers stop sending before the listeners close.
@@ -146,6 +148,9 @@ impl Admin {
 
     async fn route(&self, request: Request<Incoming>) -> AdminResponse {
         let path = request.uri().path().to_owned();
+        if let Some(page) = dashboard::asset(request.method(), &path) {
+            return page;
+        }
         match path.as_str() {
             "/live" => return plain(StatusCode::OK, "live\n"),
             "/ready" if self.readiness.is_ready() => return plain(StatusCode::OK, "ready\n"),

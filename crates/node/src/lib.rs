@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod control;
+mod dashboard;
 mod metrics;
 mod purge_log;
 pub mod reload;
