@@ -183,12 +183,17 @@ def dashboard():
                   "short"), 12, 8)
     lay.add(panel("timeseries", "Origin retries, failures and refusals/s", "retries: attempts after the "
                   "first; failures: requests no origin answered within the hold budget; budget refusals: "
-                  "retries the node-wide retry budget refused; busy: every connection to an origin in use.",
+                  "retries the node-wide retry budget refused; busy: every connection to an origin in use; relayed "
+                  "5xx: retries ended on the origin's own 502/503/504, relayed; panic-routed: attempts sent to an "
+                  "ejected origin because every origin was ejected.",
                   [(f"sum by (site) ({rate('holdfast_origin_retries_total')})", "retries {{site}}"),
                    (f"sum by (site) ({rate('holdfast_origin_failures_total')})", "failures {{site}}"),
                    (f"sum by (site) ({rate('holdfast_origin_retry_budget_exhausted_total')})",
                     "budget refusals {{site}}"),
-                   (f"sum by (site) ({rate('holdfast_origin_busy_total')})", "busy {{site}}")], "reqps"), 12, 8)
+                   (f"sum by (site) ({rate('holdfast_origin_busy_total')})", "busy {{site}}"),
+                   (f"sum by (site) ({rate('holdfast_origin_relayed_errors_total')})", "relayed 5xx {{site}}"),
+                   (f"sum by (site) ({rate('holdfast_origin_panic_routed_total')})", "panic-routed {{site}}")],
+                  "reqps"), 12, 8)
     lay.add(panel("timeseries", "Origin latency", "Time from origin request to response head, successful "
                   "attempts.",
                   [(f"histogram_quantile(0.5, sum by (le, site) "

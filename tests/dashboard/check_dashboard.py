@@ -160,7 +160,8 @@ def run(browser, admin, token, screenshot, history):
     browser.call("Page.navigate", url=admin + "/")
     wait_for("the page to load", lambda: browser.js("document.readyState") == "complete", 20)
     wait_for("the sign-in form", lambda: browser.js("!document.getElementById('login').hidden"), 10)
-    check(browser.js("document.getElementById('dash').hidden"), "before sign-in the page shows no data")
+    check(browser.js("getComputedStyle(document.getElementById('dash')).display === 'none'"),
+          "before sign-in the page shows no data")
     check(browser.js("[...document.scripts].every(s => s.src)"), "no inline script")
 
     sign_in(browser, "wrong-token-0123456789")
@@ -171,7 +172,9 @@ def run(browser, admin, token, screenshot, history):
 
     sign_in(browser, token)
     first = wait_for("a HIT count above 0", lambda: (hit_count(browser) or 0) > 0 and hit_count(browser), 30)
-    check(not browser.js("document.getElementById('dash').hidden"), f"signed in, the page shows {first} HITs")
+    check(browser.js("getComputedStyle(document.getElementById('login')).display === 'none'"
+                     " && getComputedStyle(document.getElementById('dash')).display !== 'none'"),
+          f"signed in, the page shows {first} HITs and no longer the form")
     second = wait_for("the HIT count to grow", lambda: (hit_count(browser) or 0) > first and hit_count(browser), 30)
     check(second > first, f"the HIT count grew live: {first} -> {second}")
 
@@ -196,6 +199,10 @@ def run(browser, admin, token, screenshot, history):
     series = wait_for("a line on the rate chart", lambda: browser.js(
         "document.querySelectorAll('#rps-chart path.series').length"), 10)
     check(series >= 1, f"{series} lines on the requests-per-second chart")
+    ratio = wait_for("a hit ratio over the last minute", lambda: browser.js(
+        "/^[0-9.]+ %$/.test(document.getElementById('hit-ratio').textContent)"
+        " && document.getElementById('hit-ratio').textContent"), 15)
+    check(ratio, f"hit ratio shown: {ratio}")
     purges = browser.js("[...document.querySelectorAll('#purges tr.purge')].map(r => r.textContent)")
     check(len(purges) >= 1, f"recent purges listed: {purges}")
     node = browser.js("['node-version', 'node-config', 'node-uptime'].map(id => document.getElementById(id)"
@@ -230,7 +237,8 @@ def run(browser, admin, token, screenshot, history):
         time.sleep(1)
     third = hit_count(browser)
     check(third is not None and third >= second, f"still live after {history} s: {third} HITs")
-    height = browser.call("Page.getLayoutMetrics")["cssContentSize"]["height"]
+    # As tall as the content, not the window.
+    height = max(400, browser.js("Math.ceil(document.querySelector('main').getBoundingClientRect().bottom)"))
     browser.call("Emulation.setDeviceMetricsOverride", width=1280, height=int(height), deviceScaleFactor=1,
                  mobile=False)
     shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)

@@ -13,14 +13,16 @@ const HITS = ["HIT", "STALE", "REVALIDATED"];
 const POLL_MS = 1000;
 const WINDOW_MS = 5 * 60 * 1000;
 const RATIO_WINDOW_MS = 60 * 1000;
+// Rates and the hit-ratio line are taken over this much time.
+const RATE_MS = 10 * 1000;
 const TOKEN_KEY = "holdfast-admin-token";
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const state = {
   timer: null,
-  // The previous read: its time (performance.now()) and counters.
-  last: null,
-  // One sample per read: time, rate per result, hits and lookups since the last read.
+  // The reads of the last WINDOW_MS: time (performance.now()) and counters.
+  reads: [],
+  // One sample per read: time, then rate per result, hits and lookups over RATE_MS.
   samples: [],
   // Per origin: the last latency counters and the last mean between two reads.
   latency: new Map(),
@@ -111,7 +113,7 @@ function showDashboard() {
 }
 
 function resetHistory() {
-  state.last = null;
+  state.reads = [];
   state.samples = [];
   state.latency.clear();
 }
@@ -186,26 +188,26 @@ function renderNode(stats) {
   ready.className = "badge " + (stats.ready ? "ready" : "draining");
 }
 
-/// Rates since the previous read; history restarts when counters went back
-/// (the node restarted behind the same address).
+/// Rates over the last RATE_MS (polls land unevenly against bursty
+/// traffic, so read-to-read rates would jump between 0 and twice the truth);
+/// history restarts when counters went back (the node restarted behind the
+/// same address).
 function takeSample(stats, now) {
   const counts = {};
   for (const r of RESULTS) counts[r] = Number(stats.responses[r] || 0);
-  const last = state.last;
-  state.last = { t: now, counts };
-  if (!last) return null;
-  const seconds = (now - last.t) / 1000;
+  const previous = state.reads[state.reads.length - 1];
+  if (previous && RESULTS.some((r) => counts[r] < previous.counts[r])) resetHistory();
+  state.reads.push({ t: now, counts });
+  while (state.reads.length > 0 && state.reads[0].t < now - WINDOW_MS) state.reads.shift();
+  const base = readSince(now - RATE_MS);
+  if (!base) return null;
+  const seconds = (now - base.t) / 1000;
   if (seconds <= 0) return null;
   const rates = {};
   let hits = 0;
   let lookups = 0;
   for (const r of RESULTS) {
-    const delta = counts[r] - last.counts[r];
-    if (delta < 0) {
-      resetHistory();
-      state.last = { t: now, counts };
-      return null;
-    }
+    const delta = counts[r] - base.counts[r];
     rates[r] = delta / seconds;
     if (HITS.includes(r)) hits += delta;
     if (HITS.includes(r) || r === "MISS") lookups += delta;
@@ -214,6 +216,15 @@ function takeSample(stats, now) {
   state.samples.push(sample);
   while (state.samples.length > 0 && state.samples[0].t < now - WINDOW_MS) state.samples.shift();
   return sample;
+}
+
+/// The oldest read at or after `since`, other than the newest; null with
+/// fewer than two reads.
+function readSince(since) {
+  const reads = state.reads;
+  if (reads.length < 2) return null;
+  const found = reads.find((read) => read.t >= since);
+  return found && found !== reads[reads.length - 1] ? found : reads[reads.length - 2];
 }
 
 function renderTraffic(stats, sample, now) {
@@ -239,19 +250,20 @@ function renderTraffic(stats, sample, now) {
   drawChart($("rps-chart"), series, now, { height: 200, format: formatRate });
 
   // Hit ratio over the last minute, and as a line over the window.
+  const minute = readSince(now - RATIO_WINDOW_MS);
   let hits = 0;
   let lookups = 0;
-  for (const s of state.samples) {
-    if (s.t >= now - RATIO_WINDOW_MS) {
-      hits += s.hits;
-      lookups += s.lookups;
-    }
+  if (minute) {
+    for (const r of HITS) hits += Number(stats.responses[r] || 0) - minute.counts[r];
+    lookups = hits + Number(stats.responses.MISS || 0) - minute.counts.MISS;
   }
   $("hit-ratio").textContent = formatPercent(lookups > 0 ? hits / lookups : null);
   $("hit-ratio-total").textContent = formatPercent(stats.hit_ratio);
   const points = state.samples.filter((s) => s.lookups > 0).map((s) => [s.t, (100 * s.hits) / s.lookups]);
   drawChart($("ratio-chart"), [{ color: COLORS.HIT, name: "hit ratio", points }], now, {
-    height: 140,
+    width: 360,
+    height: 150,
+    left: 40,
     max: 100,
     format: (v) => v.toFixed(0) + " %",
   });
@@ -268,11 +280,12 @@ function niceMax(value) {
 }
 
 /// A line chart of the last WINDOW_MS: one polyline per series, three
-/// horizontal grid lines with their values, the time axis in minutes.
+/// horizontal grid lines with their values, the time axis in minutes. The
+/// viewBox width follows the card's, so labels keep about the same size.
 function drawChart(target, series, now, options) {
-  const width = 640;
+  const width = options.width || 640;
   const height = options.height;
-  const left = 52;
+  const left = options.left || 52;
   const right = 8;
   const top = 8;
   const bottom = 20;
