@@ -87,7 +87,9 @@ async fn stats_show_budgets_latency_version_and_the_last_purges_newest_first() {
         assert_eq!(s["fills_limit"], 77);
         assert_eq!(s["disk"]["limit_bytes"], 64 * 1024 * 1024);
         assert!(s["disk"]["limit_files"].as_u64().unwrap() > 0, "{s}");
-        let member = &s["origins"][0]["members"][0];
+        let group = &s["origins"][0];
+        assert_eq!((group["relayed_errors"].as_u64(), group["panic_routed"].as_u64()), (Some(0), Some(0)), "{group}");
+        let member = &group["members"][0];
         assert_eq!(
             (member["origin"].as_str(), member["breaker"].as_str()),
             (Some(origin.url().as_str()), Some("closed"))

@@ -282,6 +282,12 @@ pub struct OriginGroupStats {
     pub holds: u64,
     /// Each member, then the fallback.
     pub members: Vec<MemberStats>,
+    /// Attempts sent to an ejected origin because every origin was ejected.
+    #[serde(default)]
+    pub panic_routed: u64,
+    /// Requests whose retries ended on an origin's own 502/503/504, relayed.
+    #[serde(default)]
+    pub relayed_errors: u64,
     /// Requests sent to the group.
     pub requests: u64,
     /// Attempts after the first.

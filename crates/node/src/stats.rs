@@ -89,6 +89,8 @@ fn origins(admin: &Admin) -> Vec<OriginGroupStats> {
                 failures: s.failures,
                 holds: s.holds,
                 members,
+                panic_routed: s.panic_routed,
+                relayed_errors: s.relayed_errors,
                 requests: s.requests,
                 retries: s.retries,
                 site: site.clone(),

@@ -390,7 +390,9 @@ function renderOrigins(stats) {
       document.createTextNode(
         formatInt(group.requests) + " requests · " + formatInt(group.retries) + " retries · " +
           formatInt(group.failures) + " failures · " + formatInt(group.ejections) + " ejections · " +
-          formatInt(group.holds) + " holds · " + formatInt(group.budget_exhausted || 0) + " retry-budget refusals",
+          formatInt(group.holds) + " holds · " + formatInt(group.budget_exhausted || 0) + " retry-budget refusals · " +
+          formatInt(group.relayed_errors || 0) + " origin 5xx relayed · " + formatInt(group.panic_routed || 0) +
+          " panic-routed",
       ),
     );
     head.append(cell);
