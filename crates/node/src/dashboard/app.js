@@ -392,7 +392,7 @@ function renderOrigins(stats) {
           formatInt(group.failures) + " failures · " + formatInt(group.ejections) + " ejections · " +
           formatInt(group.holds) + " holds · " + formatInt(group.budget_exhausted || 0) + " retry-budget refusals · " +
           formatInt(group.relayed_errors || 0) + " origin 5xx relayed · " + formatInt(group.panic_routed || 0) +
-          " panic-routed",
+          " panic\u2011routed",
       ),
     );
     head.append(cell);
