@@ -5,7 +5,7 @@
 //! | method | path | request | answer |
 //! | --- | --- | --- | --- |
 //! | POST | /purge | [`PurgeRequest`] | [`PurgeAnswer`] |
-//! | GET | /stats | | [`Stats`] |
+//! | GET | /stats | | [`Stats`] (also what the dashboard at `/` polls) |
 //! | POST | /reload | | [`ReloadAnswer`] |
 //! | any | any | | [`ErrorAnswer`] with a 4xx status |
 //!
@@ -139,14 +139,27 @@ pub struct Purged {
 
 /// The answer to `GET /stats`: hit ratio, objects and bytes per tier,
 /// origin health.
+///
+/// Fields added after the first release carry `#[serde(default)]`, so a
+/// newer CLI still reads an older node's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Requests waiting for a fill another request leads.
     pub coalesced_waiters: usize,
+    /// The config file the node was started with (as given); `None` when it
+    /// runs on flags alone.
+    #[serde(default)]
+    pub config_path: Option<String>,
     /// The disk tier; `None` on a memory-only node.
     pub disk: Option<DiskStats>,
+    /// Body bytes held by fills in progress, against `cache.fill_buffer_size`.
+    #[serde(default)]
+    pub fill_buffer: BudgetUse,
     /// Origin fills in progress.
     pub fills_in_flight: usize,
+    /// `cache.max_concurrent_fills`: a miss beyond it gets 503 (or its stale copy).
+    #[serde(default)]
+    pub fills_limit: usize,
     /// Hits (fresh, stale or revalidated) over lookups (hits and misses).
     pub hit_ratio: f64,
     /// The memory tier.
@@ -155,10 +168,51 @@ pub struct Stats {
     pub origins: Vec<OriginGroupStats>,
     /// False while the node drains.
     pub ready: bool,
+    /// The last purges this process did, newest first (at most
+    /// [`RECENT_PURGES`]).
+    #[serde(default)]
+    pub recent_purges: Vec<PurgeRecord>,
     /// Responses by cache result (`HIT`, `MISS`, ...).
     pub responses: BTreeMap<String, u64>,
     /// Seconds since the node started.
     pub uptime_s: u64,
+    /// The node's version (`holdfast --version`).
+    #[serde(default)]
+    pub version: String,
+}
+
+/// How many purges a node remembers for [`Stats::recent_purges`]: enough
+/// to see the last deploy's purges, small enough to poll every second.
+pub const RECENT_PURGES: usize = 20;
+
+/// One purge a node did, as [`Stats::recent_purges`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeRecord {
+    /// When it finished, as a Unix time in milliseconds.
+    pub at_unix_ms: u64,
+    /// `url`, `prefix`, `tag` or `all`.
+    pub kind: String,
+    /// What each tier removed or marked.
+    pub purged: Purged,
+    /// Whether the purge was soft.
+    pub soft: bool,
+    /// The URL, prefix or tag; `None` for `all`. Cut to
+    /// [`PURGE_TARGET_KEPT`] bytes.
+    pub target: Option<String>,
+    /// How long it took, in milliseconds.
+    pub took_ms: u64,
+}
+
+/// The longest purge target a [`PurgeRecord`] keeps, in bytes.
+pub const PURGE_TARGET_KEPT: usize = 512;
+
+/// A resource's use against its configured bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetUse {
+    /// The bound.
+    pub limit_bytes: u64,
+    /// In use now.
+    pub used_bytes: u64,
 }
 
 /// The memory tier's figures.
@@ -170,8 +224,15 @@ pub struct MemoryStats {
     pub bytes: u64,
     /// Records evicted to stay within the memory size.
     pub evictions: u64,
+    /// `cache.memory_size`.
+    #[serde(default)]
+    pub limit_bytes: u64,
     /// Records (stored responses and Vary records).
     pub objects: u64,
+    /// What the entries cost (bodies, metadata, overheads), as weighed
+    /// against `limit_bytes`.
+    #[serde(default)]
+    pub used_bytes: u64,
 }
 
 /// The disk tier's figures.
@@ -183,10 +244,19 @@ pub struct DiskStats {
     pub corrupt: u64,
     /// Records evicted to stay within the budgets.
     pub evictions: u64,
+    /// Files in the tier (records and bodies), against `limit_files`.
+    #[serde(default)]
+    pub files: u64,
     /// Whether the volume was found full.
     pub full: bool,
     /// Lookups answered from disk.
     pub hits: u64,
+    /// `cache.disk_size`, against `objects_bytes`.
+    #[serde(default)]
+    pub limit_bytes: u64,
+    /// `cache.disk_max_files`.
+    #[serde(default)]
+    pub limit_files: u64,
     /// Bytes the tier's files take on disk.
     pub objects_bytes: u64,
     /// Whether the background scan has finished.
@@ -198,6 +268,12 @@ pub struct DiskStats {
 /// One site's origin group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginGroupStats {
+    /// Retries refused by the node-wide retry budget.
+    #[serde(default)]
+    pub budget_exhausted: u64,
+    /// Attempts that found every connection to an origin in use.
+    #[serde(default)]
+    pub busy: u64,
     /// Origins ejected after consecutive failures.
     pub ejections: u64,
     /// Requests that failed after every attempt.
@@ -206,6 +282,12 @@ pub struct OriginGroupStats {
     pub holds: u64,
     /// Each member, then the fallback.
     pub members: Vec<MemberStats>,
+    /// Attempts sent to an ejected origin because every origin was ejected.
+    #[serde(default)]
+    pub panic_routed: u64,
+    /// Requests whose retries ended on an origin's own 502/503/504, relayed.
+    #[serde(default)]
+    pub relayed_errors: u64,
     /// Requests sent to the group.
     pub requests: u64,
     /// Attempts after the first.
@@ -223,6 +305,17 @@ pub struct MemberStats {
     pub consecutive_failures: u32,
     /// Whether this is the group's fallback.
     pub fallback: bool,
+    /// Requests to it in progress, against `origin.max_connections`.
+    #[serde(default)]
+    pub in_use: usize,
+    /// Responses timed for `latency_us_total`.
+    #[serde(default)]
+    pub latency_count: u64,
+    /// Sum of the times from request to response head, in microseconds:
+    /// the difference of two reads over the difference of their
+    /// `latency_count` is the mean latency between them.
+    #[serde(default)]
+    pub latency_us_total: u64,
     /// The origin's URL.
     pub origin: String,
 }
@@ -269,6 +362,36 @@ mod tests {
         let empty: PurgeRequest = serde_json::from_str(r#"{"prefix": ""}"#).unwrap();
         assert_eq!(empty.target(), Err(PurgeRequestError::EmptyTarget));
         assert!(serde_json::from_str::<PurgeRequest>(r#"{"url": "a", "hard": true}"#).is_err());
+    }
+
+    #[test]
+    fn stats_from_a_node_without_the_newer_fields_still_parse() {
+        let old = r#"{"coalesced_waiters":0,"disk":{"blobs":1,"corrupt":0,"evictions":0,"full":false,"hits":2,
+            "objects_bytes":8192,"scanned":true,"write_errors":0},"fills_in_flight":0,"hit_ratio":0.5,
+            "memory":{"blobs":1,"bytes":10,"evictions":0,"objects":1},"origins":[{"ejections":0,"failures":0,
+            "holds":0,"members":[{"breaker":"closed","consecutive_failures":0,"fallback":false,
+            "origin":"http://o"}],"requests":1,"retries":0,"site":"default"}],"ready":true,
+            "responses":{"HIT":1,"MISS":1},"uptime_s":3}"#;
+        let stats: Stats = serde_json::from_str(old).unwrap();
+        assert_eq!((stats.version.as_str(), stats.recent_purges.len(), stats.memory.limit_bytes), ("", 0, 0));
+        assert_eq!(stats.disk.map(|d| (d.objects_bytes, d.limit_bytes)), Some((8192, 0)));
+        assert_eq!(stats.origins[0].members[0].latency_count, 0);
+    }
+
+    #[test]
+    fn purge_records_keep_their_wire_names() {
+        let record = PurgeRecord {
+            at_unix_ms: 1,
+            kind: "all".into(),
+            purged: Purged { disk: 2, memory: 3 },
+            soft: true,
+            target: None,
+            took_ms: 4,
+        };
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            r#"{"at_unix_ms":1,"kind":"all","purged":{"disk":2,"memory":3},"soft":true,"target":null,"took_ms":4}"#
+        );
     }
 
     #[test]

@@ -1,16 +1,20 @@
-//! The admin listener: probes, purge, stats, metrics, reload.
+//! The admin listener: probes, dashboard, purge, stats, metrics, reload.
 //!
-//! `/live` and `/ready` answer anyone (probes). Every other request needs
-//! `Authorization: Bearer <token>` (compared in constant time); without it,
-//! 401 and nothing done, unknown paths included. `/metrics` can be opened to
-//! scrapers without the token by configuration. JSON in and out, in the
-//! types of holdfast-control.
+//! `/live` and `/ready` answer anyone (probes), and so do the dashboard's
+//! page and assets ([`crate::dashboard`]: code, no data). Every other
+//! request needs `Authorization: Bearer <token>` (compared in constant
+//! time); without it, 401 and nothing done, unknown paths included.
+//! `/metrics` can be opened to scrapers without the token by configuration.
+//! JSON in and out, in the types of holdfast-control. Every answer carries
+//! `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and a
+//! same-origin Content-Security-Policy.
 //!
 //! | method | path | does |
 //! | --- | --- | --- |
 //! | GET | /live, /ready | 200, or 503 while draining |
+//! | GET | /, /dashboard/* | the dashboard: HTML, JS, CSS; it polls /stats with the token |
 //! | POST | /purge | [`PurgeRequest`]: `{"url"|"prefix"|"tag": "...", "all": true, "soft": bool}` |
-//! | GET | /stats | [`Stats`]: hit ratio, objects and bytes per tier, origin health |
+//! | GET | /stats | [`Stats`](holdfast_control::Stats): hit ratio, tiers against their budgets, origin health, recent purges |
 //! | GET | /metrics | Prometheus (OpenMetrics) text |
 //! | POST | /reload | re-reads the config file and TLS certificates |
 
@@ -20,11 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use holdfast_control::{
-    DiskStats, ErrorAnswer, MemberStats, MemoryStats, OriginGroupStats, PurgeAnswer, PurgeRequest, PurgeTarget, Purged,
-    ReloadAnswer, Stats,
-};
-use holdfast_frontend::{CacheResult, Handler};
+use holdfast_control::{ErrorAnswer, PurgeAnswer, PurgeRecord, PurgeRequest, PurgeTarget, Purged, ReloadAnswer};
+use holdfast_frontend::Handler;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -35,7 +36,8 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::metrics;
+use crate::purge_log::PurgeLog;
+use crate::{dashboard, metrics, stats};
 
 /// Whether the node wants traffic: false from the first moment of a drain,
 /// so load balancers stop sending before the listeners close.
@@ -77,6 +79,10 @@ pub struct Admin {
     pub started: Instant,
     /// The same moment as a Unix time, for the restart metric.
     pub started_unix: u64,
+    /// `cache.max_concurrent_fills` as started (a reload does not change it).
+    pub fills_limit: usize,
+    /// The last purges, for `/stats`.
+    pub(crate) purges: PurgeLog,
 }
 
 /// Compares without an early exit, so the time taken says nothing about
@@ -89,7 +95,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-type AdminResponse = Response<Full<Bytes>>;
+pub(crate) type AdminResponse = Response<Full<Bytes>>;
+
+/// Headers on every admin answer: nothing is cached (stats and tokens are
+/// live and private), nothing is sniffed into another type, and a page can
+/// load only from this listener, never inline script, never in a frame.
+fn secure(mut response: AdminResponse) -> AdminResponse {
+    use http::HeaderValue;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    );
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
 
 fn json_response(status: StatusCode, value: &impl Serialize) -> AdminResponse {
     let mut text = match serde_json::to_string(value) {
@@ -121,7 +143,14 @@ impl Admin {
     }
 
     async fn answer(&self, request: Request<Incoming>) -> AdminResponse {
+        secure(self.route(request).await)
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> AdminResponse {
         let path = request.uri().path().to_owned();
+        if let Some(page) = dashboard::asset(request.method(), &path) {
+            return page;
+        }
         match path.as_str() {
             "/live" => return plain(StatusCode::OK, "live\n"),
             "/ready" if self.readiness.is_ready() => return plain(StatusCode::OK, "ready\n"),
@@ -149,7 +178,7 @@ impl Admin {
         }
         match (request.method().clone(), path.as_str()) {
             (Method::POST, "/purge") => self.purge(request).await,
-            (Method::GET, "/stats") => json_response(StatusCode::OK, &self.stats()),
+            (Method::GET, "/stats") => json_response(StatusCode::OK, &stats::read(self)),
             (Method::POST, "/reload") => match self.reloader.reload() {
                 Ok(summary) => json_response(StatusCode::OK, &ReloadAnswer { reloaded: true, summary }),
                 Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{e:#}; the running config is kept")),
@@ -183,74 +212,23 @@ impl Admin {
             soft: parsed.soft,
             took_ms: started.elapsed().as_millis() as u64,
         };
-        json_response(StatusCode::OK, &answer)
-    }
-
-    fn stats(&self) -> Stats {
-        let results = self.handler.results();
-        let count = |r: CacheResult| results.iter().find(|(x, _)| *x == r).map_or(0, |(_, n)| *n);
-        let hits = count(CacheResult::Hit) + count(CacheResult::Stale) + count(CacheResult::Revalidated);
-        let lookups = hits + count(CacheResult::Miss);
-        let store = self.handler.store();
-        store.run_pending_tasks();
-        let memory = store.stats();
-        let disk = self.handler.disk().map(|d| {
-            let s = d.stats();
-            DiskStats {
-                blobs: s.blobs,
-                corrupt: s.corrupt,
-                evictions: s.evictions,
-                full: s.full,
-                hits: s.hits,
-                objects_bytes: s.bytes,
-                scanned: s.scanned,
-                write_errors: s.write_errors,
-            }
-        });
-        let origins = self
-            .reloader
-            .origins()
-            .iter()
-            .map(|(site, client)| {
-                let s = client.stats().snapshot();
-                let members = client
-                    .members()
-                    .into_iter()
-                    .map(|m| MemberStats {
-                        breaker: m.breaker.as_str().to_owned(),
-                        consecutive_failures: m.consecutive_failures,
-                        fallback: m.fallback,
-                        origin: m.origin,
-                    })
-                    .collect();
-                OriginGroupStats {
-                    ejections: s.ejections,
-                    failures: s.failures,
-                    holds: s.holds,
-                    members,
-                    requests: s.requests,
-                    retries: s.retries,
-                    site: site.clone(),
-                }
-            })
-            .collect();
-        let (fills, waiters) = self.handler.fills_in_flight();
-        Stats {
-            coalesced_waiters: waiters,
-            disk,
-            fills_in_flight: fills,
-            hit_ratio: if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
-            memory: MemoryStats {
-                blobs: memory.blobs,
-                bytes: memory.body_bytes,
-                evictions: memory.evictions,
-                objects: memory.objects,
+        let at_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.purges.record(PurgeRecord {
+            at_unix_ms,
+            kind: answer.kind.clone(),
+            purged: answer.purged,
+            soft: answer.soft,
+            target: match &target {
+                holdfast_frontend::PurgeTarget::Url(s)
+                | holdfast_frontend::PurgeTarget::Prefix(s)
+                | holdfast_frontend::PurgeTarget::Tag(s) => Some(s.clone()),
+                holdfast_frontend::PurgeTarget::All => None,
             },
-            origins,
-            ready: self.readiness.is_ready(),
-            responses: results.iter().map(|(r, n)| (r.as_str().to_owned(), *n)).collect(),
-            uptime_s: self.started.elapsed().as_secs(),
-        }
+            took_ms: answer.took_ms,
+        });
+        json_response(StatusCode::OK, &answer)
     }
 }
 

@@ -6,8 +6,11 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod control;
+mod dashboard;
 mod metrics;
+mod purge_log;
 pub mod reload;
+mod stats;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -218,6 +221,8 @@ impl RunningNode {
                     started_unix: std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs()),
+                    fills_limit: config.handler.max_concurrent_fills,
+                    purges: purge_log::PurgeLog::default(),
                 };
                 if admin.token.is_none() {
                     tracing::warn!(

@@ -74,6 +74,11 @@ impl Reloader {
         *self.source.lock().unwrap_or_else(|p| p.into_inner()) = Some((path, overrides));
     }
 
+    /// The config file the node was started with (as given), if any.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.source.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(path, _)| path.clone())
+    }
+
     /// Each site's origin group, as served now.
     pub fn origins(&self) -> Vec<(String, Client)> {
         self.origins.read().unwrap_or_else(|p| p.into_inner()).clone()

@@ -32,7 +32,7 @@ pub use config::{Endpoint, Member, OriginConfig, Selection};
 pub use error::{ErrorChain, OriginError, OriginErrorKind};
 pub use health::{BreakerState, HealthConfig};
 pub use retry::{RetryBudget, RetryPolicy};
-pub use stats::{LATENCY_BUCKETS, MemberStatus, OriginStats, OriginStatsSnapshot};
+pub use stats::{LATENCY_BUCKETS, MemberLatency, MemberStatus, OriginStats, OriginStatsSnapshot};
 
 /// Response bodies from any origin.
 pub type OriginBody = BoxBody<Bytes, OriginError>;

@@ -111,6 +111,27 @@ impl OriginStats {
     }
 }
 
+/// Time to response head of one origin's successful attempts: a count and
+/// a sum, so a reader can take the mean between two reads (which origin of
+/// a group is slow; the group's histogram says how slow).
+#[derive(Debug, Default)]
+pub struct MemberLatency {
+    count: Counter,
+    sum_micros: Counter,
+}
+
+impl MemberLatency {
+    pub(crate) fn observe(&self, seconds: f64) {
+        self.count.inc();
+        self.sum_micros.add((seconds * 1e6) as u64);
+    }
+
+    /// Attempts timed, and their total in microseconds.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.count.get(), self.sum_micros.get())
+    }
+}
+
 /// Health of one origin, for stats.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberStatus {
@@ -120,4 +141,8 @@ pub struct MemberStatus {
     pub fallback: bool,
     pub breaker: BreakerState,
     pub consecutive_failures: u32,
+    /// Successful attempts timed, and the sum of their times to response
+    /// head in microseconds.
+    pub latency_count: u64,
+    pub latency_us_total: u64,
 }

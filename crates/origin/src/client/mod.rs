@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use crate::directory;
 use crate::health::Health;
 use crate::{
-    Endpoint, ErrorChain, MemberStatus, OriginBody, OriginConfig, OriginError, OriginErrorKind, OriginRequest,
-    OriginStats, RetryBudget,
+    Endpoint, ErrorChain, MemberLatency, MemberStatus, OriginBody, OriginConfig, OriginError, OriginErrorKind,
+    OriginRequest, OriginStats, RetryBudget,
 };
 use choose::Choice;
 use transport::HttpClient;
@@ -44,6 +44,7 @@ struct Target {
     health: Health,
     /// One permit per request in progress (`max_connections`).
     slots: Arc<tokio::sync::Semaphore>,
+    latency: MemberLatency,
 }
 
 /// Statuses that mean "this origin cannot answer now": retried for GET and
@@ -72,6 +73,7 @@ impl Client {
                 fallback,
                 health: Health::new(),
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1))),
+                latency: MemberLatency::default(),
             })
             .collect();
         Client { inner: Arc::new(Inner { config, http, targets, budget, stats: OriginStats::default() }) }
@@ -90,12 +92,17 @@ impl Client {
         self.inner
             .targets
             .iter()
-            .map(|t| MemberStatus {
-                origin: t.label.clone(),
-                in_use: self.inner.config.max_connections.max(1).saturating_sub(t.slots.available_permits()),
-                fallback: t.fallback,
-                breaker: t.health.breaker(),
-                consecutive_failures: t.health.consecutive_failures(),
+            .map(|t| {
+                let (latency_count, latency_us_total) = t.latency.totals();
+                MemberStatus {
+                    origin: t.label.clone(),
+                    in_use: self.inner.config.max_connections.max(1).saturating_sub(t.slots.available_permits()),
+                    fallback: t.fallback,
+                    breaker: t.health.breaker(),
+                    consecutive_failures: t.health.consecutive_failures(),
+                    latency_count,
+                    latency_us_total,
+                }
             })
             .collect()
     }
@@ -234,7 +241,9 @@ impl Client {
                 }
                 Ok(response) => {
                     target.health.success();
-                    inner.stats.latency.observe(attempt_started.elapsed().as_secs_f64());
+                    let took = attempt_started.elapsed().as_secs_f64();
+                    inner.stats.latency.observe(took);
+                    target.latency.observe(took);
                     break Ok((target.label.clone(), response));
                 }
                 Err(kind) => {
