@@ -26,6 +26,8 @@ pub mod tls;
 pub mod upstream;
 
 pub use access::{AccessLog, AccessRecord};
-pub use handler::{CacheResult, EarlyData, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site};
+pub use handler::{
+    CacheResult, EarlyData, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site, TopReport, TopUrl,
+};
 pub use server::{ServerConfig, TcpStats, TlsListener, serve_tcp, serve_tls};
 pub use upstream::{Fetch, Fetched, Upstream, UpstreamError};

@@ -13,6 +13,7 @@
 //! | GET | /stats | [`Stats`]: hit ratio, objects and bytes per tier, origin health |
 //! | GET | /metrics | Prometheus (OpenMetrics) text |
 //! | POST | /reload | re-reads the config file and TLS certificates |
+//! | GET | /top?seconds=N&limit=M | [`TopAnswer`]: URLs by requests and by origin fetches |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use holdfast_control::{
     DiskStats, ErrorAnswer, MemberStats, MemoryStats, OriginGroupStats, PurgeAnswer, PurgeRequest, PurgeTarget, Purged,
-    ReloadAnswer, Stats,
+    ReloadAnswer, Stats, TopAnswer,
 };
 use holdfast_frontend::{CacheResult, Handler};
 use http::{Method, Request, Response, StatusCode, header};
@@ -150,11 +151,17 @@ impl Admin {
         match (request.method().clone(), path.as_str()) {
             (Method::POST, "/purge") => self.purge(request).await,
             (Method::GET, "/stats") => json_response(StatusCode::OK, &self.stats()),
+            (Method::GET, "/top") => match top_query(request.uri().query().unwrap_or("")) {
+                Ok((seconds, limit)) => json_response(StatusCode::OK, &top_answer(self.handler.top(seconds, limit))),
+                Err(message) => error(StatusCode::BAD_REQUEST, message),
+            },
             (Method::POST, "/reload") => match self.reloader.reload() {
                 Ok(summary) => json_response(StatusCode::OK, &ReloadAnswer { reloaded: true, summary }),
                 Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{e:#}; the running config is kept")),
             },
-            (_, "/purge" | "/stats" | "/reload") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            (_, "/purge" | "/stats" | "/reload" | "/top") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
         }
     }
@@ -254,6 +261,34 @@ impl Admin {
     }
 }
 
+/// `seconds` (1 to 10, default 1) and `limit` (1 to 32, default 10) of
+/// `GET /top`.
+fn top_query(query: &str) -> Result<(u32, usize), &'static str> {
+    let (mut seconds, mut limit) = (1, 10);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("seconds", v)) => {
+                seconds = v.parse().ok().filter(|s| (1..=10).contains(s)).ok_or("seconds: 1 to 10")?
+            }
+            Some(("limit", v)) => limit = v.parse().ok().filter(|l| (1..=32).contains(l)).ok_or("limit: 1 to 32")?,
+            _ => return Err("GET /top takes seconds=N and limit=M"),
+        }
+    }
+    Ok((seconds, limit))
+}
+
+fn top_answer(report: holdfast_frontend::TopReport) -> TopAnswer {
+    let urls = |list: Vec<holdfast_frontend::TopUrl>| {
+        list.into_iter().map(|t| holdfast_control::TopUrl { count: t.count, error: t.error, url: t.url }).collect()
+    };
+    TopAnswer {
+        fetches: urls(report.fetches),
+        requests: urls(report.requests),
+        sample_every: report.sample_every,
+        seconds: report.seconds,
+    }
+}
+
 fn plain(status: StatusCode, text: &'static str) -> AdminResponse {
     plain_owned(status, text.to_owned())
 }
@@ -305,5 +340,14 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secret!"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(!constant_time_eq(b"x", b""));
+    }
+
+    #[test]
+    fn top_query_bounds() {
+        assert_eq!(top_query(""), Ok((1, 10)));
+        assert_eq!(top_query("seconds=5&limit=32"), Ok((5, 32)));
+        for bad in ["seconds=0", "seconds=11", "limit=0", "limit=33", "limit=x", "window=1", "seconds"] {
+            assert!(top_query(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 mod metrics;
 pub mod reload;
+pub mod top;
 mod upstream;
 
 use std::net::SocketAddr;

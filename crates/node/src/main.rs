@@ -39,6 +39,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A live view of one node or a fleet: requests per second by cache
+    /// result, hit ratio, origin breakers, top URLs. Quit with q or Ctrl-C.
+    Top(holdfast_node::top::TopArgs),
     /// Pre-fill a node with the assets of a build manifest (Vite
     /// manifest.json, webpack asset manifest) or a list of URLs.
     Warm {
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
             let token = cli::token(token_file.as_deref(), env.admin_token.as_deref())?;
             cli::stats(&node, &token, json).await
         }),
+        Command::Top(args) => holdfast_node::top::run(args, env.admin_token.as_deref()),
         Command::Warm { node, manifest, concurrency } => run_client(async move {
             let paths = cli::manifest_paths(&manifest)?;
             cli::warm(&node, paths, concurrency).await

@@ -11,6 +11,7 @@ mod purge;
 mod respond;
 mod route;
 mod site;
+mod top;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use tracing::Instrument;
 pub use purge::{PurgeReport, PurgeTarget};
 pub(crate) use route::ClientRequest;
 pub use site::{Routing, Site};
+pub use top::{TopReport, TopUrl};
 
 use crate::access::AccessLog;
 use crate::budget::FillBudget;
@@ -232,6 +234,13 @@ impl Handler {
     /// cache result; body bytes announced by Content-Length.
     pub fn request_counts(&self) -> (Vec<(&'static str, u16, CacheResult, u64)>, u64) {
         self.observer.request_counts()
+    }
+
+    /// The URLs with the most requests and the most origin fetches over
+    /// the last `seconds` complete seconds (1 to 10), `limit` of each (at
+    /// most 32). Estimated from a sample of the requests under load.
+    pub fn top(&self, seconds: u32, limit: usize) -> TopReport {
+        self.observer.top(seconds, limit)
     }
 
     /// Access records dropped because the log could not keep up.
