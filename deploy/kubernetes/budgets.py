@@ -53,7 +53,9 @@ def budgets(config_text):
         files = cache.get("disk_max_files", max(disk_size // 8192, 1024))
         disk = (disk_size + DISK_DIRECTORIES + files * PER_DISK_FILE_DIRENT
                 + (DISK_WRITERS + QUARANTINE_KEPT) * max_object)
-    memory = (memory_size + fills + tcp * PER_TCP_CONNECTION + quic * PER_QUIC_CONNECTION
+    # Partial objects (206 segments) are kept within a sixteenth of the
+    # memory tier's budget, beside it (holdfast_cache::partial).
+    memory = (memory_size + memory_size // 16 + fills + tcp * PER_TCP_CONNECTION + quic * PER_QUIC_CONNECTION
               + files * PER_DISK_FILE_INDEX + RUNTIME)
     return memory, disk
 

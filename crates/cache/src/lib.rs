@@ -13,6 +13,8 @@
 //!   in a byte-weighted memory tier.
 //! - [`disk`]: the disk tier: BLAKE3-named body files verified on read,
 //!   checksummed metadata files, atomic renames, LRU eviction.
+//! - [`partial`]: 206 answers kept by byte range until they make the whole
+//!   object.
 //! - [`encoding`]: `Accept-Encoding` normalisation, so client header
 //!   variations do not split the cache.
 
@@ -22,6 +24,7 @@ pub mod disk;
 pub mod encoding;
 pub mod key;
 pub mod meta;
+pub mod partial;
 pub mod policy;
 pub mod store;
 

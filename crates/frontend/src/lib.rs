@@ -6,6 +6,7 @@
 //! - [`server`]: HTTP/1.1 + HTTP/2 listeners, plaintext (h2c) and TLS.
 //! - [`h3`]: HTTP/3 over QUIC on the TLS listeners' port.
 //! - [`tls`]: certificates by SNI, reloadable.
+//! - [`forward`]: which client header fields reach the origin.
 //! - [`upstream`]: the trait the handler reaches origins through; the node
 //!   adapts holdfast-origin to it, tests use fakes.
 
@@ -16,6 +17,7 @@ pub mod connections;
 mod date;
 mod disk_body;
 mod fill;
+pub mod forward;
 pub mod h3;
 pub mod handler;
 mod range;
@@ -26,6 +28,7 @@ pub mod tls;
 pub mod upstream;
 
 pub use access::{AccessLog, AccessRecord};
+pub use forward::ForwardHeaders;
 pub use handler::{
     CacheResult, EarlyData, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site, TopReport, TopUrl,
 };

@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use holdfast_cache::{ChunkedBody, DiskBody, DiskTier, Key, Lookup, Meta, Store};
+use holdfast_cache::partial::{ContentRange, Kept, Partial, Partials};
+use holdfast_cache::{ChunkedBody, Digest, DiskBody, DiskTier, Key, Lookup, Meta, Store};
 use http::HeaderMap;
 use tokio::sync::OnceCell;
 
@@ -147,6 +148,9 @@ pub struct Tiers {
     disk_skipped: AtomicU64,
     /// Disk reads in flight, by primary key.
     reads: Mutex<HashMap<Key, Arc<OnceCell<Option<DiskRead>>>>>,
+    /// 206 answers kept by range until they make whole objects (memory
+    /// only, within a sixteenth of the memory tier's budget).
+    partials: Partials,
 }
 
 /// How many purged responses each tier reached.
@@ -161,7 +165,9 @@ impl Tiers {
         // A body up to 1/16 of the memory tier is promoted whole: assets
         // are, large media streams from disk without evicting them.
         let promote_max = (memory.stats().memory_limit / 16).max(1024 * 1024);
+        let partials = Partials::new(memory.stats().memory_limit / 16);
         Tiers {
+            partials,
             memory,
             disk,
             promote_max,
@@ -258,6 +264,7 @@ impl Tiers {
         if self.purges.overtaken(epoch, &meta) {
             return;
         }
+        self.partials.remove(&primary);
         let meta = self.memory.insert(&primary, request, meta, body.clone());
         if self.purges.overtaken(epoch, &meta) {
             self.memory.remove(&primary);
@@ -281,7 +288,33 @@ impl Tiers {
     }
 
     /// Forgets every variant of a primary key, in both tiers.
+    /// The partial object kept for `primary`, if any.
+    pub(crate) fn partial(&self, primary: &Key) -> Option<Arc<Partial>> {
+        self.partials.get(primary)
+    }
+
+    /// Keeps a 206 answer's bytes; once every byte of the object is kept,
+    /// stores it whole (as a 200) in every tier.
+    pub(crate) fn keep_partial(
+        &self,
+        primary: Key,
+        request: &HeaderMap,
+        meta: Meta,
+        range: ContentRange,
+        bytes: Bytes,
+        epoch: u64,
+    ) {
+        if self.purges.overtaken(epoch, &meta) {
+            return;
+        }
+        if let Kept::Whole(meta, body) = self.partials.keep(primary, meta, range, bytes) {
+            let whole = Meta { digest: Digest::of(&body), size: body.len() as u64, ..Meta::clone(&meta) };
+            self.store(primary, request, whole, body, epoch);
+        }
+    }
+
     pub(crate) fn remove(&self, primary: Key) {
+        self.partials.remove(&primary);
         self.memory.remove(&primary);
         if let Some(disk) = self.disk.clone() {
             tokio::task::spawn_blocking(move || disk.remove(&primary));
@@ -293,6 +326,7 @@ impl Tiers {
     /// key, not by a purge's walk: unsafe requests are frequent.
     pub(crate) fn invalidate(&self, primaries: Vec<Key>) {
         for primary in &primaries {
+            self.partials.remove(primary);
             self.memory.remove(primary);
         }
         if let Some(disk) = self.disk.clone() {
@@ -345,7 +379,7 @@ impl Tiers {
     }
 
     async fn purge_tiers(&self, matches: Matcher, soft: bool) -> PurgeCounts {
-        let memory = self.memory.purge(&*matches, soft);
+        let memory = self.memory.purge(&*matches, soft) + self.partials.purge(&*matches);
         let disk = match &self.disk {
             Some(disk) => {
                 let (disk, lock) = (Arc::clone(disk), Arc::clone(&self.disk_writes));

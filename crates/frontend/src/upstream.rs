@@ -34,6 +34,8 @@ pub struct Fetch {
     pub affinity: [u8; 32],
     /// The client's Via chain extended with this node (loop detection).
     pub via: HeaderValue,
+    /// The client's fields the site forwards (`ForwardHeaders::select`).
+    pub headers: http::HeaderMap,
 }
 
 /// A client request body relayed for a pass-through method.

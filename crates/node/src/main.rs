@@ -179,6 +179,20 @@ fn check_config(file: &std::path::Path, env: &Environment) -> anyhow::Result<()>
              cache keys and is sent to the origin; name the hosts you serve"
         );
     }
+    for site in &config.sites {
+        let forwarded = match &site.forward {
+            holdfast_frontend::ForwardHeaders::All => continue,
+            holdfast_frontend::ForwardHeaders::Owned => "only holdfast's own fields".to_owned(),
+            holdfast_frontend::ForwardHeaders::Named(names) => {
+                names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        };
+        println!(
+            "note: site {}: responses that Vary on a request field are keyed on it, so the origin must see it; \
+             list such fields in origin.forward_headers (now: {forwarded}, plus Accept-Encoding)",
+            site.name
+        );
+    }
     let origins: usize = config.sites.iter().map(|s| s.origin.members.len()).sum();
     println!(
         "{}: ok ({} listener(s), {} site(s), {} origin(s))",

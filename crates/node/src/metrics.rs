@@ -210,6 +210,18 @@ pub fn render(handler: &Handler, origins: &[(String, Client)], listeners: Listen
     );
     counter_family(
         &mut registry,
+        "origin_panic_routed",
+        "Attempts sent to an ejected origin because every origin was ejected and the request could not wait",
+        per_site(&|s| s.panic_routed),
+    );
+    counter_family(
+        &mut registry,
+        "origin_relayed_errors",
+        "Requests whose retries ended on an origin's own 502/503/504, relayed with its body",
+        per_site(&|s| s.relayed_errors),
+    );
+    counter_family(
+        &mut registry,
         "origin_hold_seconds",
         "Time requests spent waiting on origins",
         per_site(&|s| s.hold_time_ms / 1000),

@@ -31,6 +31,7 @@ pub(crate) fn build_sites(config: &NodeConfig, budget: &Arc<RetryBudget>) -> (Ve
             name: site.name.clone(),
             hosts: site.hosts.clone(),
             upstream: Arc::new(OriginUpstream::new(client)),
+            forward: site.forward.clone(),
         });
     }
     (sites, origins)

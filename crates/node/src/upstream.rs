@@ -37,6 +37,7 @@ impl Upstream for OriginUpstream {
             hold: request.hold,
             affinity: Some(request.affinity),
             via: request.via,
+            headers: request.headers,
         };
         Box::pin(async move {
             match self.client.send(request).await {

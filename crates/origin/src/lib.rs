@@ -73,6 +73,9 @@ pub struct OriginRequest {
     /// The Via chain the client sent, extended with this node's name, so a
     /// loop between tiers is detected by the node that sees itself in it.
     pub via: HeaderValue,
+    /// The client's end-to-end fields the site forwards (`origin.forward_headers`),
+    /// already filtered: none of the fields above, no hop-by-hop field.
+    pub headers: http::HeaderMap,
 }
 
 /// A client request body relayed to the origin, with its framing headers.

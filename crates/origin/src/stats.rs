@@ -71,6 +71,12 @@ pub struct OriginStats {
     /// Attempts that found every connection to an origin in use
     /// (`max_connections`) until their budget ran out.
     pub busy: Counter,
+    /// Attempts sent to an ejected origin because every origin was ejected
+    /// and the request could wait no longer (panic routing).
+    pub panic_routed: Counter,
+    /// Requests whose retries ended on an origin's own 502/503/504, relayed
+    /// to the client with its body.
+    pub relayed_errors: Counter,
 }
 
 /// A copy of the counters at one moment.
@@ -84,6 +90,8 @@ pub struct OriginStatsSnapshot {
     pub ejections: u64,
     pub hold_time_ms: u64,
     pub busy: u64,
+    pub panic_routed: u64,
+    pub relayed_errors: u64,
 }
 
 impl OriginStats {
@@ -97,6 +105,8 @@ impl OriginStats {
             ejections: self.ejections.get(),
             hold_time_ms: self.hold_time_ms.get(),
             busy: self.busy.get(),
+            panic_routed: self.panic_routed.get(),
+            relayed_errors: self.relayed_errors.get(),
         }
     }
 }

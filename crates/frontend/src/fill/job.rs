@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use holdfast_cache::partial::ContentRange;
 use holdfast_cache::policy::{self, Exchange, Policy, RequestFacts};
 use holdfast_cache::{DigestBuilder, Key, Meta, NoStoreReason, Storable, encoding};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -59,8 +60,16 @@ impl FillJob {
         let (if_none_match, if_modified_since) = validators.unwrap_or((None, None));
         let hold =
             stale.as_ref().is_none_or(|hit| !hit.meta.usable_on_error(SystemTime::now(), config.max_stale_on_error));
+        let site = &request.routing.sites[request.site];
+        let mut forwarded = site.forward.select(&request.headers);
+        if stale.is_some() {
+            // Revalidating a whole object: ask for all of it.
+            forwarded.remove(header::RANGE);
+            forwarded.remove(header::IF_RANGE);
+        }
+        let authorization = forwarded.contains_key(header::AUTHORIZATION);
         FillJob {
-            upstream: Arc::clone(&request.routing.sites[request.site].upstream),
+            upstream: Arc::clone(&site.upstream),
             tiers: Arc::clone(tiers),
             epoch: request.epoch,
             primary,
@@ -77,13 +86,14 @@ impl FillJob {
                 hold,
                 affinity: *primary.as_bytes(),
                 via: via_upstream(&request.headers, &config.node_name),
+                headers: forwarded,
             },
             stale,
             cacheable: true,
             max_object_size: config.max_object_size,
             max_stale: config.max_stale_on_error,
             policy: config.policy.clone(),
-            authorization: false,
+            authorization,
         }
     }
 
@@ -190,6 +200,13 @@ impl FillJob {
         let content_length =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         let coding_accepted = encoding::coding_accepted(&headers, accept_encoding);
+        // A 206 to a GET is kept as a segment of its object, judged as the
+        // whole response would be (holdfast_cache::partial).
+        let segment = (parts.status == StatusCode::PARTIAL_CONTENT && cacheable && is_get)
+            .then(|| headers.get(header::CONTENT_RANGE).and_then(ContentRange::parse))
+            .flatten()
+            .filter(|range| content_length.is_none_or(|len| len == range.end - range.start));
+        let judged_status = if segment.is_some() { StatusCode::OK } else { parts.status };
         let mut storable: Result<Storable, NoStoreReason> = if !cacheable || !is_get {
             Err(NoStoreReason::Method)
         } else if !coding_accepted {
@@ -197,7 +214,19 @@ impl FillJob {
             // this client (it is what the origin answered) but store nothing.
             Err(NoStoreReason::Coding)
         } else {
-            policy.evaluate(parts.status, &headers, exchange, facts)
+            policy.evaluate(judged_status, &headers, exchange, facts)
+        };
+        if segment.is_some() && storable.as_ref().is_ok_and(|s| !s.vary.is_empty()) {
+            // Segments of several variants are not combined.
+            storable = Err(NoStoreReason::Status);
+        }
+        let keep = |meta: Meta, body: Bytes| match segment {
+            // Without Content-Length the segment's length is known only now.
+            Some(range) if body.len() as u64 == range.end - range.start => {
+                tiers.keep_partial(primary, &request_headers, as_segment_of(meta, range), range, body, epoch)
+            }
+            Some(_) => {}
+            None => tiers.store(primary, &request_headers, meta, body, epoch),
         };
         if storable.is_ok() && content_length.is_some_and(|len| len > max_object_size) {
             storable = Err(NoStoreReason::TooLarge);
@@ -217,6 +246,7 @@ impl FillJob {
             origin: fetched.origin.clone(),
             storable: storable.as_ref().map(|_| ()).map_err(|r| *r),
             shareable,
+            variant: policy::vary_names(&headers).map(|vary| primary.record(&vary, &request_headers)),
         });
         if storable.is_err() {
             fill.lock().retain = false;
@@ -299,7 +329,7 @@ impl FillJob {
                             hasher.finish(),
                             received,
                         );
-                        tiers.store(primary, &request_headers, meta, body.clone(), epoch);
+                        keep(meta, body.clone());
                         stored = true;
                         let mut state = fill.lock();
                         state.chunks.push(chunk);
@@ -330,11 +360,19 @@ impl FillJob {
         } else if let (Ok(storable), false) = (storable, stored) {
             let body = concat(&fill.lock().chunks, received);
             let meta = Meta::new(url, parts.status, headers, storable, exchange, hasher.finish(), received);
-            tiers.store(primary, &request_headers, meta, body.clone(), epoch);
+            keep(meta, body.clone());
             hand_over_to_store(&mut fill.lock(), &body, &fill.budget);
         }
         fill.finish(end);
     }
+}
+
+/// The metadata of a 206 as that of the whole object it is part of: a
+/// 200 of the complete length, without the segment's own framing.
+fn as_segment_of(mut meta: Meta, range: ContentRange) -> Meta {
+    meta.headers.remove(header::CONTENT_RANGE);
+    meta.headers.remove(header::CONTENT_LENGTH);
+    Meta { status: StatusCode::OK, size: range.complete, ..meta }
 }
 
 /// Once the body is stored, the chunks readers still have to read become

@@ -69,6 +69,22 @@ pub(crate) struct ResponseHead {
     /// Whether readers other than the leader may be given this response.
     /// Responses with Set-Cookie, `private` or `no-store` are for one client.
     pub shareable: bool,
+    /// The variant the leader's request selects (`None`: `Vary: *`, which
+    /// no other request matches).
+    pub variant: Option<Key>,
+}
+
+impl ResponseHead {
+    /// Whether a request with `request` headers selects the same variant
+    /// as the leader's: a follower whose Vary'd fields differ (a language,
+    /// a forwarded field) must not get the leader's variant.
+    pub(crate) fn same_variant(&self, primary: &Key, request: &HeaderMap) -> bool {
+        let Some(leader) = self.variant else { return false };
+        match holdfast_cache::policy::vary_names(&self.headers) {
+            Some(vary) => primary.record(&vary, request) == leader,
+            None => false,
+        }
+    }
 }
 
 /// One reader of a fill: the next chunk it reads, and its waker (one per
@@ -335,10 +351,16 @@ impl Inflight {
     }
 }
 
-/// The key concurrent requests share a fill by: what reaches the origin,
-/// that is the primary key and the coding asked for.
-pub(crate) fn coalescing_key(primary: &Key, request: &HeaderMap) -> Key {
-    primary.variant(&[header::ACCEPT_ENCODING], request)
+/// The key concurrent requests share a fill by: the primary key and the
+/// coding asked for; a revalidation also by the stale variant's key, so
+/// requests for different stored variants never share one; a miss whose
+/// range is forwarded also by its range.
+pub(crate) fn coalescing_key(primary: &Key, stale: Option<&Stored>, request: &HeaderMap, ranged: bool) -> Key {
+    match stale {
+        Some(hit) => primary.record(&hit.meta.vary, request).variant(&[header::ACCEPT_ENCODING], request),
+        None if ranged => primary.variant(&[header::ACCEPT_ENCODING, header::RANGE, header::IF_RANGE], request),
+        None => primary.variant(&[header::ACCEPT_ENCODING], request),
+    }
 }
 
 /// Turns a pass-through or fill body into the handler's body type.

@@ -32,6 +32,7 @@ pub use top::{TopReport, TopUrl};
 use crate::access::AccessLog;
 use crate::budget::FillBudget;
 use crate::fill::Inflight;
+use crate::forward::ForwardHeaders;
 use crate::tiers::{PurgeCounts, Tiers};
 use crate::upstream::{BoxError, Upstream, UpstreamBody};
 use observe::Observer;
@@ -175,7 +176,7 @@ impl Handler {
 
     /// A handler with one site that answers every host (tests, simple nodes).
     pub fn single(config: HandlerConfig, store: Store, upstream: Arc<dyn Upstream>) -> Handler {
-        let site = Site { name: "default".into(), hosts: Vec::new(), upstream };
+        let site = Site { name: "default".into(), hosts: Vec::new(), upstream, forward: ForwardHeaders::default() };
         Handler::new(config, store, vec![site])
     }
 

@@ -6,7 +6,7 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use holdfast_cache::control;
+use holdfast_cache::{Meta, control};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
@@ -203,6 +203,31 @@ pub(crate) fn from_store(request: &ClientRequest, hit: Stored, result: CacheResu
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     answer(response)
+}
+
+/// A range of a partial object (kept 206 segments), as a 206 HIT.
+pub(crate) fn from_partial(
+    request: &ClientRequest,
+    meta: &Meta,
+    span: std::ops::Range<u64>,
+    bytes: Bytes,
+    now: SystemTime,
+) -> Answer {
+    let mut headers = meta.headers.clone();
+    headers.insert(header::AGE, HeaderValue::from(meta.age(now).as_secs()));
+    let ttl = meta.freshness_lifetime.saturating_sub(meta.age(now)).as_secs();
+    set_result(&mut headers, CacheResult::Hit, &format!("hit; ttl={ttl}; detail=partial"));
+    strip_targeted_fields(request, &mut headers);
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    let content_range = format!("bytes {}-{}/{}", span.start, span.end - 1, meta.size);
+    if let Ok(value) = HeaderValue::from_str(&content_range) {
+        headers.insert(header::CONTENT_RANGE, value);
+    }
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    *response.headers_mut() = headers;
+    Answer { response, result: CacheResult::Hit, site: Some(request.site), origin: None, fetched: false }
 }
 
 /// Relays a response as it streams in from the origin (through the fill).

@@ -17,7 +17,9 @@ use http_body_util::BodyExt;
 use super::respond::{self, Answer, Refusal, refuse};
 use super::site::normalize_host;
 use super::{CacheResult, EarlyData, Handler, Routing};
+use crate::conditional;
 use crate::fill::{FillHead, FillJob, coalescing_key};
+use crate::range::{self, RangeRequest};
 use crate::tiers::{Found, Stored};
 use crate::upstream::{BoxError, PassThroughBody, UpstreamError};
 
@@ -100,7 +102,7 @@ impl Handler {
             Found::Stale(hit) if hit.meta.within_stale_while_revalidate(now) => {
                 // Serve the stale copy now; one background refresh per key.
                 // Without room for another fill the refresh waits for a later request.
-                let key = coalescing_key(&primary, &request.headers);
+                let key = coalescing_key(&primary, Some(&hit), &request.headers, false);
                 let refresh = self
                     .inflight
                     .join_or_start(key, || FillJob::fill(&request, &self.tiers, primary, Some(hit.clone())));
@@ -111,13 +113,39 @@ impl Handler {
                 answer
             }
             Found::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
-            Found::Miss => self.fill(&request, primary, None).await,
+            Found::Miss => match self.range_of_partial(&request, &primary, now) {
+                Some(answer) => answer,
+                None => self.fill(&request, primary, None).await,
+            },
         })
+    }
+
+    /// A range answered from a partial object (206 segments kept): only
+    /// when one kept segment holds every byte asked, the object is fresh,
+    /// and an `If-Range` still matches.
+    fn range_of_partial(&self, request: &ClientRequest, primary: &Key, now: SystemTime) -> Option<Answer> {
+        let range = request.headers.get(header::RANGE)?.to_str().ok()?;
+        if request.method != Method::GET {
+            return None;
+        }
+        let partial = self.tiers.partial(primary)?;
+        if !partial.meta.is_fresh(now) {
+            return None;
+        }
+        if let Some(if_range) = request.headers.get(header::IF_RANGE)
+            && !conditional::if_range_matches(if_range, &partial.meta.headers)
+        {
+            return None;
+        }
+        let RangeRequest::Partial(span) = range::parse(range, partial.meta.size) else { return None };
+        let bytes = partial.bytes(&span)?;
+        Some(respond::from_partial(request, &partial.meta, span, bytes, now))
     }
 
     /// Stale or miss: join or start the fill for this key and answer from it.
     async fn fill(&self, request: &ClientRequest, primary: Key, stale: Option<Stored>) -> Answer {
-        let key = coalescing_key(&primary, &request.headers);
+        let ranged = request.routing.sites[request.site].forward.includes(&header::RANGE);
+        let key = coalescing_key(&primary, stale.as_ref(), &request.headers, ranged);
         let joined = self.inflight.join_or_start(key, || FillJob::fill(request, &self.tiers, primary, stale.clone()));
         let Ok((mut reader, leader)) = joined else {
             // Shed: the node runs as many fills as it allows.
@@ -137,13 +165,14 @@ impl Handler {
         };
         let mut head = reader.head().await;
         let shareable = match &head {
-            FillHead::Response(response) => response.shareable,
+            FillHead::Response(response) => response.shareable && response.same_variant(&primary, &request.headers),
             FillHead::Revalidated(_, shareable) => *shareable,
             _ => true,
         };
         let mut fetched = leader;
         if !shareable && !leader {
-            // Meant for one client (Set-Cookie, private): fetch our own.
+            // Meant for one client (Set-Cookie, private), or another
+            // variant than this request selects: fetch our own.
             drop(reader);
             reader = self.inflight.start_alone(FillJob::fill(request, &self.tiers, primary, None));
             head = reader.head().await;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::forward::ForwardHeaders;
 use crate::handler::HandlerConfig;
 use crate::upstream::Upstream;
 
@@ -15,6 +16,8 @@ pub struct Site {
     /// host that no other site claims.
     pub hosts: Vec<String>,
     pub upstream: Arc<dyn Upstream>,
+    /// Which client fields reach this site's origin.
+    pub forward: ForwardHeaders,
 }
 
 impl Site {

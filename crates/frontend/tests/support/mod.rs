@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use holdfast_cache::{Store, StoreConfig};
 use holdfast_frontend::upstream::{FetchFuture, UpstreamBody};
-use holdfast_frontend::{Fetch, Fetched, Handler, HandlerConfig, Upstream, UpstreamError};
+use holdfast_frontend::{Fetch, Fetched, ForwardHeaders, Handler, HandlerConfig, Site, Upstream, UpstreamError};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 
@@ -22,6 +22,8 @@ pub struct Seen {
     pub if_none_match: Option<HeaderValue>,
     pub if_modified_since: Option<HeaderValue>,
     pub accept_encoding: &'static str,
+    /// The client fields forwarded with it.
+    pub headers: http::HeaderMap,
 }
 
 type Script = dyn Fn(usize, Fetch) -> FetchFuture<'static> + Send + Sync;
@@ -58,6 +60,7 @@ impl Upstream for Scripted {
             if_none_match: request.if_none_match.clone(),
             if_modified_since: request.if_modified_since.clone(),
             accept_encoding: request.accept_encoding,
+            headers: request.headers.clone(),
         });
         (self.script)(n, request)
     }
@@ -84,10 +87,20 @@ pub fn failure(status: u16, reason: &str) -> Result<Fetched, UpstreamError> {
 }
 
 pub fn handler(upstream: Arc<Scripted>, tweak: impl FnOnce(&mut HandlerConfig)) -> Arc<Handler> {
+    forwarding_handler(upstream, ForwardHeaders::default(), tweak)
+}
+
+/// A handler whose one site forwards client fields by `forward`.
+pub fn forwarding_handler(
+    upstream: Arc<Scripted>,
+    forward: ForwardHeaders,
+    tweak: impl FnOnce(&mut HandlerConfig),
+) -> Arc<Handler> {
     let mut config = HandlerConfig::default();
     tweak(&mut config);
     let store = Store::new(&StoreConfig { memory_size: 64 * 1024 * 1024 });
-    Arc::new(Handler::single(config, store, upstream))
+    let site = Site { name: "test".into(), hosts: Vec::new(), upstream, forward };
+    Arc::new(Handler::new(config, store, vec![site]))
 }
 
 /// A response as a client saw it, body read to the end (or its error).

@@ -369,6 +369,9 @@ pub struct OriginSection {
     pub directory_cache_control: String,
     /// Requests in progress per origin (connections for HTTP/1.1).
     pub max_connections: usize,
+    /// Client request fields sent to the origin besides holdfast's own:
+    /// names, or `["*"]` for every end-to-end field.
+    pub forward_headers: Vec<String>,
 }
 
 impl Default for OriginSection {
@@ -394,6 +397,7 @@ impl Default for OriginSection {
             health_check_interval: health.check_interval,
             directory_cache_control: holdfast_origin::directory::DEFAULT_CACHE_CONTROL.to_owned(),
             max_connections: holdfast_origin::DEFAULT_MAX_CONNECTIONS,
+            forward_headers: Vec::new(),
         }
     }
 }

@@ -23,7 +23,7 @@ use holdfast_cache::{DiskConfig, StoreConfig};
 use holdfast_frontend::connections::ConnectionLimits;
 use holdfast_frontend::h3::H3Config;
 use holdfast_frontend::tls::CertFiles;
-use holdfast_frontend::{HandlerConfig, ServerConfig};
+use holdfast_frontend::{ForwardHeaders, HandlerConfig, ServerConfig};
 use holdfast_origin::OriginConfig;
 
 pub use env::Environment;
@@ -78,6 +78,8 @@ pub struct SiteConfig {
     pub name: String,
     pub hosts: Vec<String>,
     pub origin: OriginConfig,
+    /// Client fields forwarded to the origin (`origin.forward_headers`).
+    pub forward: ForwardHeaders,
 }
 
 /// Everything the node needs, typed and checked.

@@ -65,6 +65,18 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// With every origin ejected: the one whose ejection ends first
+    /// (members before the fallback when equal).
+    pub(super) fn panic_choice(&self, now: Instant) -> usize {
+        let until = |index: usize| match self.targets[index].health.peek(now) {
+            Availability::Wait(until) => until,
+            Availability::Ready | Availability::Trial => now,
+        };
+        (0..self.targets.len()).min_by_key(|i| (until(*i), self.targets[*i].fallback)).unwrap_or(0)
+    }
+}
+
 /// Rendezvous (highest random weight) score of a key on a member: FNV-1a
 /// then a SplitMix64 finaliser, stable across processes and versions so
 /// every edge picks the same shield for a key.

@@ -146,6 +146,10 @@ impl Client {
         let mut tried = vec![false; inner.targets.len()];
         let mut attempts: u32 = 0;
         let mut last_error: Option<OriginError> = None;
+        // The origin's own 502/503/504 when that was the last outcome: if
+        // the retries end there, the client gets it (a maintenance page),
+        // not a page of ours.
+        let mut last_answer: Option<(String, ErrorAnswer)> = None;
         let result = loop {
             let pass_done = tried.iter().all(|t| *t);
             if attempts > 0 && (!retryable_method || (pass_done && Instant::now() >= deadline)) {
@@ -153,6 +157,15 @@ impl Client {
             }
             let (index, trial) = match inner.choose(&tried, Instant::now(), request.affinity.as_ref()) {
                 Choice::Use(index, trial) => (index, trial),
+                Choice::WaitUntil(_) if attempts == 0 && Instant::now() >= deadline => {
+                    // Every origin is ejected and this request cannot wait
+                    // (any longer): one attempt on the origin whose
+                    // ejection ends first, rather than a refusal without
+                    // trying (Envoy's panic routing). One URL's errors must
+                    // not turn every other request away.
+                    inner.stats.panic_routed.inc();
+                    (inner.panic_choice(Instant::now()), false)
+                }
                 Choice::WaitUntil(until) => {
                     // Every origin is ejected: hold, without load on the origin.
                     if Instant::now() >= deadline {
@@ -213,9 +226,11 @@ impl Client {
             match outcome {
                 Ok(response) if retryable_method && status_is_retryable(response.status()) => {
                     let status = response.status();
-                    drop(response);
                     inner.record_failure(index);
                     last_error = Some(OriginError::new(OriginErrorKind::Status(status), target.label.clone()));
+                    last_answer = ErrorAnswer::read(response, inner.config.body_idle_timeout)
+                        .await
+                        .map(|a| (target.label.clone(), a));
                 }
                 Ok(response) => {
                     target.health.success();
@@ -226,6 +241,7 @@ impl Client {
                     inner.record_failure(index);
                     tracing::debug!(origin = %target.label, error = %ErrorChain(&kind), attempt = attempts, "origin attempt failed");
                     last_error = Some(OriginError::new(kind, target.label.clone()));
+                    last_answer = None;
                 }
             }
             if tried.iter().all(|t| *t) {
@@ -240,10 +256,44 @@ impl Client {
         };
         let held = started.elapsed();
         inner.stats.hold_time_ms.add(held.as_millis() as u64);
+        let result = match (result, last_answer) {
+            (Err(_), Some((label, answer))) => {
+                inner.stats.relayed_errors.inc();
+                Ok((label, answer.into_response()))
+            }
+            (result, _) => result,
+        };
         result.map_err(|error| {
             inner.stats.failures.inc();
             error.unwrap_or_else(|| OriginError::new(OriginErrorKind::NoHealthyOrigin, inner.group_label()))
         })
+    }
+}
+
+/// The largest error body kept to relay: a maintenance page, not a download.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// An origin's 502/503/504, read whole so its connection is free while the
+/// request retries elsewhere.
+struct ErrorAnswer {
+    head: http::response::Parts,
+    body: Bytes,
+}
+
+impl ErrorAnswer {
+    /// Reads the response; `None` when its body is larger than
+    /// [`MAX_ERROR_BODY`], breaks, or stalls past `idle` (then the client
+    /// gets holdfast's own error page).
+    async fn read(response: Response<OriginBody>, idle: Duration) -> Option<ErrorAnswer> {
+        let (head, body) = response.into_parts();
+        let limited = http_body_util::Limited::new(body, MAX_ERROR_BODY);
+        let collected = tokio::time::timeout(idle, limited.collect()).await.ok()?.ok()?;
+        Some(ErrorAnswer { head, body: collected.to_bytes() })
+    }
+
+    fn into_response(self) -> Response<OriginBody> {
+        let body = http_body_util::Full::new(self.body).map_err(|never| match never {}).boxed();
+        Response::from_parts(self.head, body)
     }
 }
 

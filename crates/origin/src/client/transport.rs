@@ -81,6 +81,7 @@ impl Inner {
             hold: false,
             affinity: None,
             via: HeaderValue::from_static("1.1 holdfast-health-check"),
+            headers: http::HeaderMap::new(),
         };
         let healthy = match self.send_http(authority, *tls, &mut request).await {
             Ok(response) => !response.status().is_server_error(),
@@ -118,6 +119,11 @@ impl Inner {
         }
         if let Some(v) = &request.if_modified_since {
             builder = builder.header(header::IF_MODIFIED_SINCE, v);
+        }
+        if let Some(headers) = builder.headers_mut() {
+            for (name, value) in &request.headers {
+                headers.append(name, value.clone());
+            }
         }
         let body = match request.body.take() {
             Some(pass) => {

@@ -1,0 +1,70 @@
+//! What clients get when the origin answers with its own errors: the
+//! origin's page, relayed, and no refusal without trying when one URL's
+//! errors have ejected every origin.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{node_with, within};
+use holdfast_test::{FakeOrigin, Protocol, Reply, get, send};
+
+/// Retries end on the origin's own 503: the client gets that page (status,
+/// body, Retry-After), not holdfast's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_maintenance_page_is_relayed() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route(
+            "/app.js",
+            Reply::ok("down for maintenance").status(503).without("cache-control").header("retry-after", "120"),
+        );
+        let (node, addr) = node_with(&origin, |c| {
+            c.origin.hold_budget = Duration::from_millis(300);
+            c.origin.health_check_path = String::new();
+        })
+        .await;
+        let response = get(addr, "/app.js").await;
+        assert_eq!(response.status, 503);
+        assert_eq!(response.bytes().as_ref(), b"down for maintenance");
+        assert_eq!(response.header("retry-after"), Some("120"));
+        assert!(origin.hits("/app.js") >= 2, "retried before giving up");
+        assert_eq!(node.origins()[0].1.stats().snapshot().relayed_errors, 1);
+    })
+    .await
+}
+
+/// One URL's 503s eject the only origin; a POST (which cannot wait) and a
+/// GET for another URL still get an attempt, and their answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_urls_errors_do_not_turn_other_requests_away() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/broken", Reply::ok("broken").status(503).without("cache-control"));
+        origin.route("/form", Reply::ok("posted").without("cache-control"));
+        let (node, addr) = node_with(&origin, |c| {
+            c.origin.hold_budget = Duration::from_millis(300);
+            c.origin.health_check_path = String::new();
+            c.origin.failure_threshold = 2;
+            c.origin.ejection = Duration::from_secs(60);
+            c.server.pass_methods = vec!["POST".into()];
+        })
+        .await;
+        assert_eq!(get(addr, "/broken").await.status, 503);
+        let ejected = node.origins()[0].1.members()[0].breaker.as_str().to_owned();
+        assert_eq!(ejected, "open", "the only origin is ejected");
+        let post = send(addr, Protocol::Http1, "POST", "/form", &[]).await.unwrap();
+        assert_eq!((post.status.as_u16(), post.bytes().as_ref()), (200, b"posted".as_ref()));
+        let stats = || node.origins()[0].1.stats().snapshot();
+        assert_eq!(stats().panic_routed, 1);
+        assert_eq!(node.origins()[0].1.members()[0].breaker.as_str(), "closed", "the answer proved it alive");
+
+        // Ejected again; now a GET for another URL.
+        assert_eq!(get(addr, "/broken").await.status, 503);
+        assert_eq!(node.origins()[0].1.members()[0].breaker.as_str(), "open");
+        let other = get(addr, "/fine.js").await;
+        assert_eq!(other.status, 200, "a GET waits out its hold, then tries anyway");
+        assert_eq!(stats().panic_routed, 2);
+    })
+    .await
+}
