@@ -27,7 +27,7 @@ pub mod tiers;
 pub mod tls;
 pub mod upstream;
 
-pub use access::{AccessLog, AccessRecord};
+pub use access::{AccessLog, AccessRecord, TraceIdOf};
 pub use forward::ForwardHeaders;
 pub use handler::{
     CacheResult, EarlyData, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site, TopReport, TopUrl,

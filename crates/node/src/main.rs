@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use holdfast_control::PurgeTarget;
 use holdfast_node::config::{self, Environment, NodeConfig, Overrides};
-use holdfast_node::{RunningNode, Sockets, cli};
-use tracing_subscriber::EnvFilter;
+use holdfast_node::{RunningNode, Sockets, cli, telemetry};
 
 #[derive(Parser)]
 #[command(name = "holdfast", version, about = "An edge CDN cache node for immutable web assets")]
@@ -107,10 +106,14 @@ fn main() -> ExitCode {
     // The environment is read here, once, and handed down (HOLDFAST_LOG
     // just below is the log filter's).
     let env = Environment::from_process();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("HOLDFAST_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    // Traces only for a serving node; operator commands just log.
+    let telemetry = match telemetry::init(&env, matches!(cli.command, Command::Serve(_))) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("holdfast: cannot set up logs and traces: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::CheckConfig { file } => check_config(&file, &env),
         Command::Serve(args) => serve(*args, env),
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
             cli::warm(&node, paths, concurrency).await
         }),
     };
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -16,7 +16,7 @@ use super::respond::Answer;
 use super::site::normalize_host;
 use super::top::{TopReport, TopTracker};
 use super::{CacheResult, PurgeTarget, ResponseBody, Routing};
-use crate::access::{AccessLog, AccessRecord, LoggedBody};
+use crate::access::{AccessLog, AccessRecord, LoggedBody, TraceIdOf};
 
 const PROTOCOLS: [(Version, &str); 5] = [
     (Version::HTTP_09, "HTTP/0.9"),
@@ -46,6 +46,8 @@ pub(super) struct Observer {
     response_bytes: AtomicU64,
     purges: [AtomicU64; PURGE_KINDS.len()],
     access_log: Option<Arc<dyn AccessLog>>,
+    /// Set when traces are exported: access records carry the trace id.
+    pub(super) trace_id_of: Option<TraceIdOf>,
     top: TopTracker,
 }
 
@@ -68,6 +70,7 @@ impl Observer {
             response_bytes: AtomicU64::new(0),
             purges: Default::default(),
             access_log,
+            trace_id_of: None,
             top: TopTracker::new(Instant::now()),
         }
     }
@@ -83,7 +86,13 @@ impl Observer {
 
     /// Counts the answer and, with an access log, wraps its body so the
     /// record is written when the body is done.
-    pub(super) fn finish(&self, pending: Pending, routing: &Routing, answer: Answer) -> Response<ResponseBody> {
+    pub(super) fn finish(
+        &self,
+        pending: Pending,
+        routing: &Routing,
+        answer: Answer,
+        span: &tracing::Span,
+    ) -> Response<ResponseBody> {
         let Answer { response, result, site, origin, fetched } = answer;
         if let (Some((url, weight)), Some(_)) = (&pending.sampled, site) {
             self.top.record(Instant::now(), url, *weight, fetched);
@@ -110,6 +119,7 @@ impl Observer {
             total: Duration::ZERO,
             origin,
             complete: false,
+            trace_id: self.trace_id_of.and_then(|of| of(span)),
         };
         let started = pending.started;
         response.map(|body| LoggedBody::new(body, record, started, Arc::clone(sink), length).boxed())
