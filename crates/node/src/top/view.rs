@@ -333,8 +333,8 @@ mod tests {
             "http://origin.test:80",
             "open",
             "Top URLs by requests (last 2s)",
-            "30.0    cdn.test/app.js",
-            "2.0     cdn.test/new.js",
+            "30.0     cdn.test/app.js",
+            "2.0      cdn.test/new.js",
             "1h",
         ] {
             assert!(text.contains(expected), "{expected:?} not on the screen:\n{text}");
