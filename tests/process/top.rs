@@ -128,7 +128,8 @@ impl Drop for Tui {
     }
 }
 
-/// A node under steady traffic (mostly one URL) and a node that is down:
+/// A node under steady traffic (mostly one URL) and a node that is down,
+/// both named by a nodes file:
 /// the view shows the hit ratio, the hot URL, the origin's breaker and the
 /// down node; `q` quits with status 0 and a restored terminal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,28 +162,36 @@ async fn top_in_a_terminal_shows_the_hit_ratio_and_the_hot_url_and_quits_on_q() 
                 }
             }
         });
+        // Both nodes from a nodes file, as `holdfast purge` reads it.
         let down = format!("http://127.0.0.1:{}", free_port());
+        let nodes_file = dir.with_extension("nodes.toml");
+        std::fs::write(&nodes_file, format!("shields = []\nedges = [\"http://127.0.0.1:{admin}\", \"{down}\"]\n"))
+            .unwrap();
         let args = [
-            "--node".into(),
-            format!("http://127.0.0.1:{admin}"),
-            "--node".into(),
-            down.clone(),
+            "--nodes-file".into(),
+            nodes_file.display().to_string(),
             "--token-file".into(),
             token_arg.clone(),
             "--interval".into(),
             "500ms".into(),
         ];
         let mut tui = Tui::start(&args);
-        let screen =
-            tui.wait_for(&["% last interval", "127.0.0.1/assets/hot-4f2a.js", "closed", &format!("{down} down")]).await;
+        let screen = tui
+            .wait_for(&["% last interval", "req/s", "127.0.0.1/assets/hot-4f2a.js", "closed", &format!("{down} down")])
+            .await;
         let summary = screen.lines().find(|l| l.contains("hit ratio")).unwrap_or_default().to_owned();
         assert!(summary.contains("1/2 nodes up"), "{summary}");
         assert!(!summary.contains("hit ratio -"), "no hit ratio under traffic: {summary}");
+        // The hot URL leads the requests panel with a rate above zero.
+        let hot = screen.lines().find(|l| l.contains("hot-4f2a.js")).unwrap_or_default();
+        let rate = hot.trim_start_matches(['│', ' ']).split_whitespace().next().and_then(|r| r.parse::<f64>().ok());
+        assert!(rate.is_some_and(|r| r > 0.0), "no rate for the hot URL: {hot}");
         tui.press(b"q");
         assert_eq!(tui.exit_restored().await, Some(0));
         stop.store(true, Ordering::Relaxed);
         traffic.await.unwrap();
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&nodes_file);
         let _ = std::fs::remove_file(&token);
     })
     .await
