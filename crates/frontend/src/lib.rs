@@ -27,6 +27,28 @@ pub mod tiers;
 pub mod tls;
 pub mod upstream;
 
+/// Private parsers reached by the fuzz targets (crates/frontend/fuzz) and
+/// their replay tests. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// What [`parse_range`] asks of an object (`range::RangeRequest`).
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum RangeRequest {
+        Full,
+        Partial(std::ops::Range<u64>),
+        Unsatisfiable,
+    }
+
+    /// `range::parse`: one `Range` value against an object of `len` bytes.
+    pub fn parse_range(value: &str, len: u64) -> RangeRequest {
+        match crate::range::parse(value, len) {
+            crate::range::RangeRequest::Full => RangeRequest::Full,
+            crate::range::RangeRequest::Partial(range) => RangeRequest::Partial(range),
+            crate::range::RangeRequest::Unsatisfiable => RangeRequest::Unsatisfiable,
+        }
+    }
+}
+
 pub use access::{AccessLog, AccessRecord, TraceIdOf};
 pub use forward::ForwardHeaders;
 pub use handler::{

@@ -143,18 +143,17 @@ impl FillJob {
         let request_time = SystemTime::now();
         let fetched = match upstream.fetch(fetch).await {
             Ok(fetched) => fetched,
-            Err(error) => {
-                tracing::warn!(%url, reason = %error.reason, "origin fetch failed");
-                let error = Arc::new(error);
-                fill.publish_head(match stale {
-                    Some(hit) if usable_on_error => FillHead::Stale(hit, error),
-                    _ => FillHead::Failed(error),
-                });
-                return;
-            }
+            Err(error) => return publish_failure(fill, &url, stale.filter(|_| usable_on_error), error),
         };
         let exchange = Exchange { request_time, response_time: SystemTime::now() };
         let (parts, body) = fetched.response.into_parts();
+        // RFC 9110 §15: a final status is 200..=599. Anything else (hyper
+        // reads any three digits) is a broken origin, never relayed.
+        if !(200..=599).contains(&parts.status.as_u16()) {
+            let reason = format!("origin {} sent invalid status {}", fetched.origin, parts.status.as_u16());
+            let error = UpstreamError { reason, status: StatusCode::BAD_GATEWAY };
+            return publish_failure(fill, &url, stale.filter(|_| usable_on_error), error);
+        }
         let mut headers = parts.headers;
         policy::strip_hop_by_hop(&mut headers);
         // A coded response varies on Accept-Encoding, whether the origin
@@ -477,4 +476,15 @@ fn via_upstream(headers: &HeaderMap, node_name: &str) -> HeaderValue {
     let own = format!("1.1 {node_name}");
     chain.push(&own);
     HeaderValue::from_str(&chain.join(", ")).unwrap_or_else(|_| HeaderValue::from_static("1.1 holdfast"))
+}
+
+/// No usable answer from the origin: waiters get the stale copy when one
+/// may be served on error, else the failure.
+fn publish_failure(fill: &Fill, url: &str, stale: Option<Stored>, error: UpstreamError) {
+    tracing::warn!(%url, reason = %error.reason, "origin fetch failed");
+    let error = Arc::new(error);
+    fill.publish_head(match stale {
+        Some(hit) => FillHead::Stale(hit, error),
+        None => FillHead::Failed(error),
+    });
 }

@@ -6,7 +6,7 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use holdfast_cache::{Meta, control};
+use holdfast_cache::{Meta, control, encoding};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
@@ -237,6 +237,20 @@ pub(crate) fn from_origin(
     reader: FillReader,
     result: CacheResult,
 ) -> Answer {
+    if !encoding::client_accepts(request.raw_accept_encoding.as_ref(), &head.headers) {
+        // The origin ignored the Accept-Encoding it was sent: bytes this
+        // client cannot decode are an origin fault, not a response.
+        let mut response =
+            synthetic(StatusCode::BAD_GATEWAY, "origin sent a Content-Encoding the client did not accept");
+        set_result(response.headers_mut(), CacheResult::Error, "fwd=uri-miss; detail=origin-coding");
+        return Answer {
+            response,
+            result: CacheResult::Error,
+            site: Some(request.site),
+            origin: Some(head.origin.clone()),
+            fetched: false,
+        };
+    }
     let mut headers = head.headers.clone();
     let detail = match (result, head.storable) {
         (CacheResult::Pass, _) => format!("fwd=method; fwd-status={}", head.status.as_u16()),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use holdfast_cache::encoding::normalize_accept_encoding;
+use holdfast_cache::encoding::{self, normalize_accept_encoding};
 use holdfast_cache::{DiskTier, Key};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
@@ -31,6 +31,9 @@ pub(crate) struct ClientRequest {
     pub host: String,
     pub path_and_query: String,
     pub accept_encoding: &'static str,
+    /// The client's own Accept-Encoding: a relayed response's coding must
+    /// be one it accepts.
+    pub raw_accept_encoding: Option<HeaderValue>,
     /// Client headers with Accept-Encoding normalised.
     pub headers: HeaderMap,
     /// Index of the site that serves the host, in `routing.sites`.
@@ -72,6 +75,7 @@ impl Handler {
         let (host, site) = host(routing, &parts)?;
         let path_and_query = target(&parts)?;
         let mut headers = parts.headers;
+        let raw_accept_encoding = encoding::raw_accept_encoding(&headers);
         let accept_encoding = normalize_accept_encoding(headers.get_all(header::ACCEPT_ENCODING));
         headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(accept_encoding));
         let request = ClientRequest {
@@ -80,6 +84,7 @@ impl Handler {
             host,
             path_and_query,
             accept_encoding,
+            raw_accept_encoding,
             headers,
             site,
             routing: Arc::clone(routing),

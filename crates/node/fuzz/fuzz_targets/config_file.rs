@@ -1,0 +1,6 @@
+#![no_main]
+
+#[path = "../targets/common.rs"]
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::config_file(data));
