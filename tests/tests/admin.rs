@@ -305,3 +305,52 @@ async fn the_access_log_has_one_json_line_per_request() {
     })
     .await
 }
+
+/// `GET /top`: the URL most requested and the ones that made origin
+/// fetches, counted exactly at this load (every request is sampled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_names_the_hot_url_and_the_urls_that_went_to_the_origin() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/hot.js", Reply::ok("hot"));
+        for i in 0..3 {
+            origin.route(&format!("/cold/{i}.css"), Reply::ok("cold"));
+        }
+        let (node, addr) = node_with(&origin, with_admin(token_file("top"))).await;
+        let admin_addr = node.admin_addr.unwrap();
+        for _ in 0..20 {
+            assert_eq!(get(addr, "/hot.js").await.status, 200);
+        }
+        for i in 0..3 {
+            get(addr, &format!("/cold/{i}.css")).await;
+        }
+        // Windows are whole seconds: poll until the last one is complete.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let top = loop {
+            let (status, top) = admin(admin_addr, "GET", "/top?seconds=10&limit=5", Some(TOKEN), "").await;
+            assert_eq!(status, 200, "{top}");
+            let counted: u64 = top["requests"].as_array().unwrap().iter().map(|t| t["count"].as_u64().unwrap()).sum();
+            if counted == 23 {
+                break top;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "top never counted the 23 requests: {top}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let host = addr.ip().to_string();
+        let entry = |list: &str, i: usize| {
+            let t = &top[list][i];
+            (t["url"].as_str().unwrap().to_owned(), t["count"].as_u64().unwrap(), t["error"].as_u64().unwrap())
+        };
+        assert_eq!(entry("requests", 0), (format!("{host}/hot.js"), 20, 0), "{top}");
+        assert_eq!(top["sample_every"], 1);
+        let mut fetched: Vec<_> = (0..4).map(|i| entry("fetches", i)).collect();
+        fetched.sort();
+        let mut expected: Vec<_> = (0..3).map(|i| (format!("{host}/cold/{i}.css"), 1, 0)).collect();
+        expected.push((format!("{host}/hot.js"), 1, 0));
+        assert_eq!(fetched, expected, "one fetch each: the hot URL's hits went nowhere");
+        assert_eq!(admin(admin_addr, "GET", "/top", None, "").await.0, 401);
+        assert_eq!(admin(admin_addr, "GET", "/top?seconds=60", Some(TOKEN), "").await.0, 400);
+        assert_eq!(admin(admin_addr, "POST", "/top", Some(TOKEN), "").await.0, 405);
+    })
+    .await
+}

@@ -7,6 +7,7 @@
 //! | POST | /purge | [`PurgeRequest`] | [`PurgeAnswer`] |
 //! | GET | /stats | | [`Stats`] (also what the dashboard at `/` polls) |
 //! | POST | /reload | | [`ReloadAnswer`] |
+//! | GET | /top?seconds=N&limit=M | | [`TopAnswer`] |
 //! | any | any | | [`ErrorAnswer`] with a 4xx status |
 //!
 //! The answers' fields are declared in alphabetical order: that is the
@@ -142,7 +143,7 @@ pub struct Purged {
 ///
 /// Fields added after the first release carry `#[serde(default)]`, so a
 /// newer CLI still reads an older node's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Requests waiting for a fill another request leads.
     pub coalesced_waiters: usize,
@@ -216,7 +217,7 @@ pub struct BudgetUse {
 }
 
 /// The memory tier's figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryStats {
     /// Distinct bodies held.
     pub blobs: u64,
@@ -266,7 +267,7 @@ pub struct DiskStats {
 }
 
 /// One site's origin group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginGroupStats {
     /// Retries refused by the node-wide retry budget.
     #[serde(default)]
@@ -297,7 +298,7 @@ pub struct OriginGroupStats {
 }
 
 /// One origin of a group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberStats {
     /// The circuit breaker: `closed`, `open` or `half-open`.
     pub breaker: String,
@@ -318,6 +319,36 @@ pub struct MemberStats {
     pub latency_us_total: u64,
     /// The origin's URL.
     pub origin: String,
+}
+
+/// The answer to `GET /top?seconds=N&limit=M`: the URLs with the most
+/// requests and the most origin fetches over the last N complete seconds
+/// (1 to 10, default 1), M of each (at most 32, default 10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopAnswer {
+    /// URLs by origin fetches made: misses and revalidations a request led,
+    /// passes, background refreshes a request started.
+    pub fetches: Vec<TopUrl>,
+    /// URLs by requests answered.
+    pub requests: Vec<TopUrl>,
+    /// One request in this many is sampled (under load); counts above 1
+    /// are estimates.
+    pub sample_every: u32,
+    /// The seconds the counts cover.
+    pub seconds: u32,
+}
+
+/// One URL of a [`TopAnswer`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopUrl {
+    /// Estimated requests (or fetches) in the window; never too low.
+    pub count: u64,
+    /// How much of `count` may belong to other URLs (the tracker keeps a
+    /// fixed number of counters, and a new URL takes over the smallest).
+    pub error: u64,
+    /// Host and path, without the scheme (as purges name URLs); cut at
+    /// 256 bytes.
+    pub url: String,
 }
 
 /// The answer to a successful `POST /reload`.

@@ -32,7 +32,14 @@ pub struct AccessRecord {
     pub origin: Option<String>,
     /// False when the body was cut off (client gone, origin broke).
     pub complete: bool,
+    /// The request span's trace id (32 hex digits) when traces are
+    /// exported, so a log line leads to its trace.
+    pub trace_id: Option<String>,
 }
+
+/// Reads the trace id of a request's span (the node's OpenTelemetry layer
+/// knows it; the frontend does not depend on OpenTelemetry).
+pub type TraceIdOf = fn(&tracing::Span) -> Option<String>;
 
 /// Where access records go (the node writes them to a file or stdout).
 pub trait AccessLog: Send + Sync + 'static {

@@ -49,8 +49,10 @@ pub mod fuzzing {
     }
 }
 
-pub use access::{AccessLog, AccessRecord};
+pub use access::{AccessLog, AccessRecord, TraceIdOf};
 pub use forward::ForwardHeaders;
-pub use handler::{CacheResult, EarlyData, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site};
+pub use handler::{
+    CacheResult, EarlyData, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site, TopReport, TopUrl,
+};
 pub use server::{ServerConfig, TcpStats, TlsListener, serve_tcp, serve_tls};
 pub use upstream::{Fetch, Fetched, Upstream, UpstreamError};

@@ -84,7 +84,8 @@ pub fn line(r: &AccessRecord, format: Format) -> String {
     let time = humantime::format_rfc3339_millis(r.time).to_string();
     let (ttfb, total) = (r.ttfb.as_secs_f64() * 1000.0, r.total.as_secs_f64() * 1000.0);
     match format {
-        Format::Json => serde_json::json!({
+        Format::Json => {
+            let mut line = serde_json::json!({
             "time": time,
             "site": r.site,
             "method": r.method,
@@ -97,10 +98,15 @@ pub fn line(r: &AccessRecord, format: Format) -> String {
             "total_ms": (total * 1000.0).round() / 1000.0,
             "origin": r.origin,
             "complete": r.complete,
-        })
-        .to_string(),
+            });
+            // Only with traces on, so lines stay as they were without.
+            if let (Some(id), Some(fields)) = (&r.trace_id, line.as_object_mut()) {
+                fields.insert("trace_id".to_owned(), id.clone().into());
+            }
+            line.to_string()
+        }
         Format::Plain => format!(
-            "{time} {site} {method} {path} {protocol} {status} {cache} {bytes} ttfb={ttfb:.3}ms total={total:.3}ms origin={origin}{aborted}",
+            "{time} {site} {method} {path} {protocol} {status} {cache} {bytes} ttfb={ttfb:.3}ms total={total:.3}ms origin={origin}{aborted}{trace}",
             site = if r.site.is_empty() { "-" } else { &r.site },
             method = r.method,
             path = r.path,
@@ -110,6 +116,7 @@ pub fn line(r: &AccessRecord, format: Format) -> String {
             bytes = r.bytes,
             origin = r.origin.as_deref().unwrap_or("-"),
             aborted = if r.complete { "" } else { " aborted" },
+            trace = r.trace_id.as_deref().map_or_else(String::new, |id| format!(" trace={id}")),
         ),
     }
 }

@@ -17,6 +17,7 @@
 //! | GET | /stats | [`Stats`](holdfast_control::Stats): hit ratio, tiers against their budgets, origin health, recent purges |
 //! | GET | /metrics | Prometheus (OpenMetrics) text |
 //! | POST | /reload | re-reads the config file and TLS certificates |
+//! | GET | /top?seconds=N&limit=M | [`TopAnswer`]: URLs by requests and by origin fetches |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,7 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use holdfast_control::{ErrorAnswer, PurgeAnswer, PurgeRecord, PurgeRequest, PurgeTarget, Purged, ReloadAnswer};
+use holdfast_control::{
+    ErrorAnswer, PurgeAnswer, PurgeRecord, PurgeRequest, PurgeTarget, Purged, ReloadAnswer, TopAnswer,
+};
 use holdfast_frontend::Handler;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
@@ -179,11 +182,17 @@ impl Admin {
         match (request.method().clone(), path.as_str()) {
             (Method::POST, "/purge") => self.purge(request).await,
             (Method::GET, "/stats") => json_response(StatusCode::OK, &stats::read(self)),
+            (Method::GET, "/top") => match top_query(request.uri().query().unwrap_or("")) {
+                Ok((seconds, limit)) => json_response(StatusCode::OK, &top_answer(self.handler.top(seconds, limit))),
+                Err(message) => error(StatusCode::BAD_REQUEST, message),
+            },
             (Method::POST, "/reload") => match self.reloader.reload() {
                 Ok(summary) => json_response(StatusCode::OK, &ReloadAnswer { reloaded: true, summary }),
                 Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{e:#}; the running config is kept")),
             },
-            (_, "/purge" | "/stats" | "/reload") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            (_, "/purge" | "/stats" | "/reload" | "/top") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
         }
     }
@@ -229,6 +238,34 @@ impl Admin {
             took_ms: answer.took_ms,
         });
         json_response(StatusCode::OK, &answer)
+    }
+}
+
+/// `seconds` (1 to 10, default 1) and `limit` (1 to 32, default 10) of
+/// `GET /top`.
+fn top_query(query: &str) -> Result<(u32, usize), &'static str> {
+    let (mut seconds, mut limit) = (1, 10);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("seconds", v)) => {
+                seconds = v.parse().ok().filter(|s| (1..=10).contains(s)).ok_or("seconds: 1 to 10")?
+            }
+            Some(("limit", v)) => limit = v.parse().ok().filter(|l| (1..=32).contains(l)).ok_or("limit: 1 to 32")?,
+            _ => return Err("GET /top takes seconds=N and limit=M"),
+        }
+    }
+    Ok((seconds, limit))
+}
+
+fn top_answer(report: holdfast_frontend::TopReport) -> TopAnswer {
+    let urls = |list: Vec<holdfast_frontend::TopUrl>| {
+        list.into_iter().map(|t| holdfast_control::TopUrl { count: t.count, error: t.error, url: t.url }).collect()
+    };
+    TopAnswer {
+        fetches: urls(report.fetches),
+        requests: urls(report.requests),
+        sample_every: report.sample_every,
+        seconds: report.seconds,
     }
 }
 
@@ -283,5 +320,14 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secret!"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(!constant_time_eq(b"x", b""));
+    }
+
+    #[test]
+    fn top_query_bounds() {
+        assert_eq!(top_query(""), Ok((1, 10)));
+        assert_eq!(top_query("seconds=5&limit=32"), Ok((5, 32)));
+        for bad in ["seconds=0", "seconds=11", "limit=0", "limit=33", "limit=x", "window=1", "seconds"] {
+            assert!(top_query(bad).is_err(), "{bad}");
+        }
     }
 }

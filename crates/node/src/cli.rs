@@ -1,4 +1,5 @@
-//! Operator commands that talk to running nodes: purge, stats, warm.
+//! Operator commands that talk to running nodes: purge, stats, warm
+//! (and the requests `holdfast top` makes).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,9 +19,9 @@ use serde::de::DeserializeOwned;
 /// How long one node may take to answer an admin or warm request.
 const NODE_TIMEOUT: Duration = Duration::from_secs(30);
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-fn client() -> HttpClient {
+pub(crate) fn client() -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(3)));
     Client::builder(TokioExecutor::new()).build(connector)
@@ -49,7 +50,7 @@ pub struct NodesFile {
 
 /// A node's reply: its status, and the answer it was asked for (2xx) or
 /// its error message.
-type Reply<T> = (StatusCode, Result<T, String>);
+pub(crate) type Reply<T> = (StatusCode, Result<T, String>);
 
 /// One node's reply to a purge.
 struct Answer {
@@ -60,7 +61,7 @@ struct Answer {
 }
 
 /// Calls an admin endpoint; `Err` when the node could not be asked.
-async fn call<T: DeserializeOwned>(
+pub(crate) async fn call<T: DeserializeOwned>(
     client: &HttpClient,
     method: Method,
     url: &str,
@@ -91,7 +92,7 @@ async fn call<T: DeserializeOwned>(
     Ok((status, answer))
 }
 
-fn admin_url(node: &str, path: &str) -> String {
+pub(crate) fn admin_url(node: &str, path: &str) -> String {
     format!("{}{path}", node.trim_end_matches('/'))
 }
 

@@ -11,6 +11,8 @@ mod metrics;
 mod purge_log;
 pub mod reload;
 mod stats;
+pub mod telemetry;
+pub mod top;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -90,6 +92,9 @@ impl RunningNode {
         let budget = Arc::new(RetryBudget::new(config.retry_ratio, config.retry_min_per_sec));
         let (sites, origins) = reload::build_sites(&config, &budget);
         let mut handler = Handler::new(config.handler.clone(), store, sites);
+        if telemetry::traces_on() {
+            handler = handler.with_trace_ids(telemetry::trace_id_of);
+        }
         if let Some((destination, format)) = &config.access_log {
             let writer = access_log::AccessLogWriter::start(destination.clone(), *format)?;
             handler = handler.with_access_log(Arc::new(writer));

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use holdfast_control::PurgeTarget;
 use holdfast_node::config::{self, Environment, NodeConfig, Overrides};
-use holdfast_node::{RunningNode, Sockets, cli};
-use tracing_subscriber::EnvFilter;
+use holdfast_node::{RunningNode, Sockets, cli, telemetry};
 
 #[derive(Parser)]
 #[command(name = "holdfast", version, about = "An edge CDN cache node for immutable web assets")]
@@ -39,6 +38,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A live view of one node or a fleet: requests per second by cache
+    /// result, hit ratio, origin breakers, top URLs. Quit with q or Ctrl-C.
+    Top(holdfast_node::top::TopArgs),
     /// Pre-fill a node with the assets of a build manifest (Vite
     /// manifest.json, webpack asset manifest) or a list of URLs.
     Warm {
@@ -104,10 +106,14 @@ fn main() -> ExitCode {
     // The environment is read here, once, and handed down (HOLDFAST_LOG
     // just below is the log filter's).
     let env = Environment::from_process();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("HOLDFAST_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    // Traces only for a serving node; operator commands just log.
+    let telemetry = match telemetry::init(&env, matches!(cli.command, Command::Serve(_))) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("holdfast: cannot set up logs and traces: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::CheckConfig { file } => check_config(&file, &env),
         Command::Serve(args) => serve(*args, env),
@@ -116,11 +122,13 @@ fn main() -> ExitCode {
             let token = cli::token(token_file.as_deref(), env.admin_token.as_deref())?;
             cli::stats(&node, &token, json).await
         }),
+        Command::Top(args) => holdfast_node::top::run(args, env.admin_token.as_deref()),
         Command::Warm { node, manifest, concurrency } => run_client(async move {
             let paths = cli::manifest_paths(&manifest)?;
             cli::warm(&node, paths, concurrency).await
         }),
     };
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

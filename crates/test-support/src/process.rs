@@ -21,8 +21,21 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts `bin` with `args`, logging warnings to the test's stderr.
     pub fn spawn(bin: &Path, args: &[String]) -> NodeProcess {
-        let child = Command::new(bin)
+        NodeProcess::spawn_with_env(bin, args, &[])
+    }
+
+    /// As [`NodeProcess::spawn`], with `env` added to the environment
+    /// (and no `OTEL_*` inherited from the test's).
+    pub fn spawn_with_env(bin: &Path, args: &[String], env: &[(&str, &str)]) -> NodeProcess {
+        let mut command = Command::new(bin);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("OTEL_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
             .args(args)
+            .envs(env.iter().copied())
             .env("HOLDFAST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

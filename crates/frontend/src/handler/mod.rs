@@ -11,6 +11,7 @@ mod purge;
 mod respond;
 mod route;
 mod site;
+mod top;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,8 +27,9 @@ use tracing::Instrument;
 pub use purge::{PurgeReport, PurgeTarget};
 pub(crate) use route::ClientRequest;
 pub use site::{Routing, Site};
+pub use top::{TopReport, TopUrl};
 
-use crate::access::AccessLog;
+use crate::access::{AccessLog, TraceIdOf};
 use crate::budget::FillBudget;
 use crate::fill::Inflight;
 use crate::forward::ForwardHeaders;
@@ -180,7 +182,16 @@ impl Handler {
 
     /// Sends one record per request to `sink` once its body is done.
     pub fn with_access_log(mut self, sink: Arc<dyn AccessLog>) -> Handler {
+        let trace_id_of = self.observer.trace_id_of;
         self.observer = Observer::new(Some(sink));
+        self.observer.trace_id_of = trace_id_of;
+        self
+    }
+
+    /// Access records carry the trace id `of` reads from the request span
+    /// (when traces are exported).
+    pub fn with_trace_ids(mut self, of: TraceIdOf) -> Handler {
+        self.observer.trace_id_of = Some(of);
         self
     }
 
@@ -235,6 +246,13 @@ impl Handler {
         self.observer.request_counts()
     }
 
+    /// The URLs with the most requests and the most origin fetches over
+    /// the last `seconds` complete seconds (1 to 10), `limit` of each (at
+    /// most 32). Estimated from a sample of the requests under load.
+    pub fn top(&self, seconds: u32, limit: usize) -> TopReport {
+        self.observer.top(seconds, limit)
+    }
+
     /// Access records dropped because the log could not keep up.
     pub fn access_log_dropped(&self) -> u64 {
         self.observer.access_log_dropped()
@@ -269,7 +287,16 @@ impl Handler {
     {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
-        let span = tracing::debug_span!("request", method = %parts.method, uri = %parts.uri, version = ?parts.version);
+        // Status and cache result are recorded when known, for trace
+        // exporters; a disabled span costs nothing.
+        let span = tracing::debug_span!(
+            "request",
+            method = %parts.method,
+            uri = %parts.uri,
+            version = ?parts.version,
+            status = tracing::field::Empty,
+            cache = tracing::field::Empty,
+        );
         let pending = self.observer.begin(&parts, started);
         let routing = self.routing();
         // An HTTP/1.x request with a body that is refused leaves that body on
@@ -286,7 +313,9 @@ impl Handler {
                 answer
             }
         };
+        span.record("status", answer.response.status().as_u16());
+        span.record("cache", answer.result.as_str());
         span.in_scope(|| tracing::debug!(status = answer.response.status().as_u16(), cache = answer.result.as_str()));
-        self.observer.finish(pending, &routing, answer)
+        self.observer.finish(pending, &routing, answer, &span)
     }
 }

@@ -1,7 +1,7 @@
 //! Counting and logging what the handler answered. Every request passes
 //! here, on every core at once: the counters are plain atomics indexed by
 //! protocol, cache result and status, so no lock is shared between
-//! requests.
+//! requests. The heavy-hitters tracker ([`super::top`]) sees a sample.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +13,10 @@ use http::{Response, Version};
 use http_body_util::BodyExt;
 
 use super::respond::Answer;
+use super::site::normalize_host;
+use super::top::{TopReport, TopTracker};
 use super::{CacheResult, PurgeTarget, ResponseBody, Routing};
-use crate::access::{AccessLog, AccessRecord, LoggedBody};
+use crate::access::{AccessLog, AccessRecord, LoggedBody, TraceIdOf};
 
 const PROTOCOLS: [(Version, &str); 5] = [
     (Version::HTTP_09, "HTTP/0.9"),
@@ -44,6 +46,9 @@ pub(super) struct Observer {
     response_bytes: AtomicU64,
     purges: [AtomicU64; PURGE_KINDS.len()],
     access_log: Option<Arc<dyn AccessLog>>,
+    /// Set when traces are exported: access records carry the trace id.
+    pub(super) trace_id_of: Option<TraceIdOf>,
+    top: TopTracker,
 }
 
 /// What is known of a request when it arrives, for its access record.
@@ -52,12 +57,22 @@ pub(super) struct Pending {
     version: Version,
     /// Method and target, kept only when there is an access log.
     logged: Option<(String, String)>,
+    /// Host and path, and the requests the sample stands for, when the
+    /// heavy-hitters tracker sampled this request.
+    sampled: Option<(String, u32)>,
 }
 
 impl Observer {
     pub(super) fn new(access_log: Option<Arc<dyn AccessLog>>) -> Observer {
         let responses = (0..PROTOCOLS.len() * RESULTS * STATUSES).map(|_| AtomicU64::new(0)).collect();
-        Observer { responses, response_bytes: AtomicU64::new(0), purges: Default::default(), access_log }
+        Observer {
+            responses,
+            response_bytes: AtomicU64::new(0),
+            purges: Default::default(),
+            access_log,
+            trace_id_of: None,
+            top: TopTracker::new(Instant::now()),
+        }
     }
 
     pub(super) fn begin(&self, parts: &Parts, started: Instant) -> Pending {
@@ -65,13 +80,23 @@ impl Observer {
             let path = parts.uri.path_and_query().map_or_else(|| parts.uri.to_string(), |pq| pq.as_str().to_owned());
             (parts.method.to_string(), path)
         });
-        Pending { started, version: parts.version, logged }
+        let sampled = self.top.sample().and_then(|weight| Some((tracked_url(parts)?, weight)));
+        Pending { started, version: parts.version, logged, sampled }
     }
 
     /// Counts the answer and, with an access log, wraps its body so the
     /// record is written when the body is done.
-    pub(super) fn finish(&self, pending: Pending, routing: &Routing, answer: Answer) -> Response<ResponseBody> {
-        let Answer { response, result, site, origin } = answer;
+    pub(super) fn finish(
+        &self,
+        pending: Pending,
+        routing: &Routing,
+        answer: Answer,
+        span: &tracing::Span,
+    ) -> Response<ResponseBody> {
+        let Answer { response, result, site, origin, fetched } = answer;
+        if let (Some((url, weight)), Some(_)) = (&pending.sampled, site) {
+            self.top.record(Instant::now(), url, *weight, fetched);
+        }
         let status = response.status().as_u16();
         let slot = (protocol_index(pending.version) * RESULTS + result.index()) * STATUSES
             + usize::from(status.saturating_sub(FIRST_STATUS)).min(STATUSES - 1);
@@ -94,6 +119,7 @@ impl Observer {
             total: Duration::ZERO,
             origin,
             complete: false,
+            trace_id: self.trace_id_of.and_then(|of| of(span)),
         };
         let started = pending.started;
         response.map(|body| LoggedBody::new(body, record, started, Arc::clone(sink), length).boxed())
@@ -133,9 +159,26 @@ impl Observer {
         PURGE_KINDS.into_iter().zip(&self.purges).map(|(k, n)| (k, n.load(Ordering::Relaxed))).collect()
     }
 
+    pub(super) fn top(&self, seconds: u32, limit: usize) -> TopReport {
+        self.top.report(Instant::now(), seconds, limit)
+    }
+
     pub(super) fn access_log_dropped(&self) -> u64 {
         self.access_log.as_ref().map_or(0, |log| log.dropped())
     }
+}
+
+/// What the heavy-hitters tracker counts a request under: its host
+/// (lowercase, no port) and path; `None` for a request without a usable
+/// host, which no site serves.
+fn tracked_url(parts: &Parts) -> Option<String> {
+    let authority = match parts.uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => parts.headers.get(header::HOST)?.to_str().ok()?,
+    };
+    let mut url = normalize_host(authority)?;
+    url.push_str(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+    Some(url)
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub(crate) struct Answer {
     pub site: Option<usize>,
     /// The origin that answered a miss or pass.
     pub origin: Option<String>,
+    /// This request made an origin fetch: it led a fill (miss or
+    /// revalidation), a pass, or started a background refresh. Waiters on
+    /// another request's fill did not.
+    pub fetched: bool,
 }
 
 /// Why a client request is refused before the cache is consulted.
@@ -106,7 +110,7 @@ pub(crate) fn refused(routing: &Routing, refusal: Refusal) -> Answer {
             headers.insert(header::ALLOW, allow);
         }
     }
-    Answer { response, result: CacheResult::Error, site: None, origin: None }
+    Answer { response, result: CacheResult::Error, site: None, origin: None, fetched: false }
 }
 
 /// How long clients are told to wait after an origin failure.
@@ -119,7 +123,7 @@ pub(crate) fn origin_failure(request: &ClientRequest, error: &UpstreamError) -> 
     let headers = response.headers_mut();
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
     set_result(headers, CacheResult::Error, "fwd=miss; detail=origin-error");
-    Answer { response, result: CacheResult::Error, site: Some(request.site), origin: None }
+    Answer { response, result: CacheResult::Error, site: Some(request.site), origin: None, fetched: false }
 }
 
 /// The head of a 304: the fields RFC 9110 §15.4.5 lists, plus ours.
@@ -167,7 +171,7 @@ pub(crate) fn from_store(request: &ClientRequest, hit: Stored, result: CacheResu
         _ => set_result(&mut headers, result, "fwd=method"),
     }
     strip_targeted_fields(request, &mut headers);
-    let answer = |response| Answer { response, result, site: Some(request.site), origin: None };
+    let answer = |response| Answer { response, result, site: Some(request.site), origin: None, fetched: false };
     if meta.status == StatusCode::OK && conditional::not_modified(&request.headers, &headers, meta.stored_at) {
         return answer(not_modified(&headers));
     }
@@ -241,7 +245,7 @@ pub(crate) fn from_partial(
     let mut response = Response::new(full(bytes));
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     *response.headers_mut() = headers;
-    Answer { response, result: CacheResult::Hit, site: Some(request.site), origin: None }
+    Answer { response, result: CacheResult::Hit, site: Some(request.site), origin: None, fetched: false }
 }
 
 /// Relays a response as it streams in from the origin (through the fill).
@@ -262,6 +266,7 @@ pub(crate) fn from_origin(
             result: CacheResult::Error,
             site: Some(request.site),
             origin: Some(head.origin.clone()),
+            fetched: false,
         };
     }
     let mut headers = head.headers.clone();
@@ -277,11 +282,11 @@ pub(crate) fn from_origin(
         && result == CacheResult::Miss
         && conditional::not_modified(&request.headers, &headers, SystemTime::now())
     {
-        return Answer { response: not_modified(&headers), result, site: Some(request.site), origin };
+        return Answer { response: not_modified(&headers), result, site: Some(request.site), origin, fetched: false };
     }
     let body = if request.method == Method::HEAD { empty() } else { reader_body(reader) };
     let mut response = Response::new(body);
     *response.status_mut() = head.status;
     *response.headers_mut() = headers;
-    Answer { response, result, site: Some(request.site), origin }
+    Answer { response, result, site: Some(request.site), origin, fetched: false }
 }

@@ -108,11 +108,14 @@ impl Handler {
                 // Serve the stale copy now; one background refresh per key.
                 // Without room for another fill the refresh waits for a later request.
                 let key = coalescing_key(&primary, Some(&hit), &request.headers, false);
-                drop(
-                    self.inflight
-                        .join_or_start(key, || FillJob::fill(&request, &self.tiers, primary, Some(hit.clone()))),
-                );
-                respond::from_store(&request, hit, CacheResult::Stale, now)
+                let refresh = self
+                    .inflight
+                    .join_or_start(key, || FillJob::fill(&request, &self.tiers, primary, Some(hit.clone())));
+                let started = matches!(refresh, Ok((_, true)));
+                drop(refresh);
+                let mut answer = respond::from_store(&request, hit, CacheResult::Stale, now);
+                answer.fetched = started;
+                answer
             }
             Found::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
             Found::Miss => match self.range_of_partial(&request, &primary, now) {
@@ -171,21 +174,25 @@ impl Handler {
             FillHead::Revalidated(_, shareable) => *shareable,
             _ => true,
         };
+        let mut fetched = leader;
         if !shareable && !leader {
             // Meant for one client (Set-Cookie, private), or another
             // variant than this request selects: fetch our own.
             drop(reader);
             reader = self.inflight.start_alone(FillJob::fill(request, &self.tiers, primary, None));
             head = reader.head().await;
+            fetched = true;
         }
         // The origin may have taken a while: ages count from now.
         let now = SystemTime::now();
-        match head {
+        let mut answer = match head {
             FillHead::Response(response) => respond::from_origin(request, &response, reader, CacheResult::Miss),
             FillHead::Revalidated(hit, _) => respond::from_store(request, hit, CacheResult::Revalidated, now),
             FillHead::Stale(hit, _) => respond::from_store(request, hit, CacheResult::Stale, now),
             FillHead::Failed(error) => respond::origin_failure(request, &error),
-        }
+        };
+        answer.fetched = fetched;
+        answer
     }
 
     /// Relays a request with a configured method to the origin, uncached.
@@ -201,7 +208,7 @@ impl Handler {
         };
         let job = FillJob::pass(&request, &self.tiers, body);
         let reader = self.inflight.start_alone(job);
-        match reader.head().await {
+        let mut answer = match reader.head().await {
             FillHead::Response(response) => {
                 if response.status.is_success() || response.status.is_redirection() {
                     self.tiers.invalidate(invalidated_keys(&request, &response.headers));
@@ -210,7 +217,9 @@ impl Handler {
             }
             FillHead::Failed(error) | FillHead::Stale(_, error) => respond::origin_failure(&request, &error),
             FillHead::Revalidated(hit, _) => respond::from_store(&request, hit, CacheResult::Pass, SystemTime::now()),
-        }
+        };
+        answer.fetched = true;
+        answer
     }
 }
 
