@@ -27,9 +27,11 @@ pub mod meta;
 pub mod partial;
 pub mod policy;
 pub mod store;
+pub mod stored_headers;
 
 pub use disk::{ChunkedBody, DiskBody, DiskConfig, DiskHit, DiskStats, DiskTier, FsyncPolicy};
 pub use key::{Digest, DigestBuilder, Key};
 pub use meta::Meta;
 pub use policy::{NoStoreReason, Storable};
 pub use store::{Hit, Lookup, Store, StoreConfig, StoreStats};
+pub use stored_headers::StoredHeaders;

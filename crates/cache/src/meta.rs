@@ -1,8 +1,7 @@
 //! What is stored about one response ([`Meta`]), and what it costs.
 //!
-//! Stored header values are copied into one exact-size buffer per response:
-//! a value parsed by hyper is a slice of the connection's read buffer, and
-//! keeping it would keep that whole buffer (8 KiB or more) per object.
+//! Stored header fields are a [`StoredHeaders`]: names and one exact-size
+//! buffer of values, a third of what a `HeaderMap` costs.
 
 use std::time::{Duration, SystemTime};
 
@@ -12,14 +11,13 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use crate::control::ResponseDirectives;
 use crate::key::Digest;
 use crate::policy::{self, Exchange, Storable};
+use crate::stored_headers::StoredHeaders;
 
 /// What a stored response costs besides its strings and body: the `Meta`
-/// and its `Arc`, the header map's table, the body's handle and
-/// allocation, moka's entry and its map slot.
+/// and its `Arc`, the body's handle and allocation, moka's entry and its
+/// map slot, the body index entry (measured with the `memory_per_object`
+/// example of holdfast-benches).
 pub(crate) const RECORD_FIXED_COST: usize = std::mem::size_of::<Meta>() + 1280;
-/// Per header field: the map bucket (name, value handle, links) and the
-/// map's spare capacity (a map of n fields has room for about 1.5 n).
-const HEADER_FIELD_COST: usize = 144;
 
 /// What is stored about one response.
 #[derive(Debug, Clone)]
@@ -28,7 +26,7 @@ pub struct Meta {
     pub url: String,
     pub status: StatusCode,
     /// Response headers as stored: hop-by-hop fields and `Age` removed.
-    pub headers: HeaderMap,
+    pub headers: StoredHeaders,
     pub vary: Vec<HeaderName>,
     pub directives: ResponseDirectives,
     pub freshness_lifetime: Duration,
@@ -57,8 +55,8 @@ impl Meta {
     ) -> Meta {
         policy::strip_hop_by_hop(&mut headers);
         headers.remove(header::AGE);
-        let headers = compact(&headers);
         let tags = surrogate_tags(&headers);
+        let headers = StoredHeaders::new(&headers);
         Meta {
             url,
             status,
@@ -141,22 +139,22 @@ impl Meta {
             && self.directives.stale_while_revalidate.is_some_and(|window| self.staleness(now) <= window)
     }
 
-    pub fn etag(&self) -> Option<&HeaderValue> {
-        self.headers.get(header::ETAG)
+    pub fn etag(&self) -> Option<HeaderValue> {
+        self.headers.get(&header::ETAG)
     }
 
-    pub fn last_modified(&self) -> Option<&HeaderValue> {
-        self.headers.get(header::LAST_MODIFIED)
+    pub fn last_modified(&self) -> Option<HeaderValue> {
+        self.headers.get(&header::LAST_MODIFIED)
     }
 
     /// Applies a 304 from revalidation (RFC 9111 §4.3.4): the stored headers
     /// are updated with the new ones, and the freshness clock restarts.
     /// `storable` is the policy verdict on [`Meta::merged_headers`].
     pub fn freshened(&self, not_modified: &HeaderMap, storable: Storable, exchange: Exchange) -> Meta {
-        let headers = compact(&self.merged_headers(not_modified));
-        let tags = surrogate_tags(&headers);
+        let merged = self.merged_headers(not_modified);
+        let tags = surrogate_tags(&merged);
         Meta {
-            headers,
+            headers: StoredHeaders::new(&merged),
             directives: storable.directives,
             freshness_lifetime: storable.freshness_lifetime,
             corrected_initial_age: storable.corrected_initial_age,
@@ -170,7 +168,7 @@ impl Meta {
     /// The stored headers updated with those of a 304, as RFC 9111 §3.2
     /// asks; fields that describe the body are kept from the stored response.
     pub fn merged_headers(&self, not_modified: &HeaderMap) -> HeaderMap {
-        let mut headers = self.headers.clone();
+        let mut headers = self.headers.to_map();
         let mut fresh = not_modified.clone();
         policy::strip_hop_by_hop(&mut fresh);
         // Fields that describe the body, the age the cache computes, and
@@ -191,8 +189,7 @@ impl Meta {
 
     /// What this response's metadata costs in memory (its body aside).
     pub(crate) fn cost(&self) -> usize {
-        let headers: usize =
-            self.headers.iter().map(|(name, value)| HEADER_FIELD_COST + value.len() + custom_name_len(name)).sum();
+        let headers = self.headers.cost();
         let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
         let vary: usize = self.vary.iter().map(custom_name_len).sum::<usize>() + self.vary.len() * 8;
         RECORD_FIXED_COST + self.url.capacity() + headers + tags + vary
@@ -222,14 +219,13 @@ impl Meta {
         digest: Digest,
         size: u64,
     ) -> Meta {
-        let headers = compact(&headers);
         Meta {
             url,
             status,
             vary: policy::vary_names(&headers).unwrap_or_default(),
             directives: ResponseDirectives::parse(&headers),
             tags: surrogate_tags(&headers),
-            headers,
+            headers: StoredHeaders::new(&headers),
             freshness_lifetime,
             corrected_initial_age,
             stored_at,
@@ -238,28 +234,6 @@ impl Meta {
             purged: false,
         }
     }
-}
-
-/// The same fields with every value copied into one exact-size buffer, so
-/// a stored response keeps no part of the buffer it was parsed from.
-pub(crate) fn compact(headers: &HeaderMap) -> HeaderMap {
-    let total: usize = headers.values().map(HeaderValue::len).sum();
-    let mut buffer = bytes::BytesMut::with_capacity(total);
-    for value in headers.values() {
-        buffer.extend_from_slice(value.as_bytes());
-    }
-    let buffer = buffer.freeze();
-    let mut out = HeaderMap::with_capacity(headers.len());
-    let mut at = 0;
-    for (name, value) in headers {
-        let end = at + value.len();
-        // The bytes were a valid value a moment ago.
-        let mut copy = HeaderValue::from_maybe_shared(buffer.slice(at..end)).unwrap_or_else(|_| value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        out.append(name.clone(), copy);
-        at = end;
-    }
-    out
 }
 
 pub(crate) fn surrogate_tags(headers: &HeaderMap) -> Vec<String> {

@@ -61,8 +61,8 @@ impl ContentRange {
 }
 
 /// The strong validator segments must share to be combined.
-fn strong_validator(meta: &Meta) -> Option<&HeaderValue> {
-    meta.headers.get(header::ETAG).filter(|tag| !tag.as_bytes().starts_with(b"W/"))
+fn strong_validator(meta: &Meta) -> Option<HeaderValue> {
+    meta.headers.get(&header::ETAG).filter(|tag| !tag.as_bytes().starts_with(b"W/"))
 }
 
 impl Partial {

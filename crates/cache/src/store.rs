@@ -371,7 +371,7 @@ mod tests {
         let storable = policy::evaluate(StatusCode::OK, &not_modified, exchange).unwrap();
         store.update(&key, &req, hit.meta.freshened(&not_modified, storable, exchange));
         let Lookup::Fresh(hit) = store.lookup(&key, &req, at(25)) else { panic!("fresh again") };
-        assert_eq!(hit.meta.headers["x-version"], "new");
+        assert_eq!(hit.meta.headers.get(&HeaderName::from_static("x-version")).unwrap(), "new");
         assert_eq!(&hit.body[..], b"body");
     }
 

@@ -190,7 +190,7 @@ pub fn freshness(data: &[u8]) {
             assert_eq!(Some(storable.vary.clone()), policy::vary_names(&headers));
             // What the store does with it next: none of this may panic.
             let meta = Meta::new("http://h/p".into(), status, headers, storable, exchange, Digest::of(b""), 0);
-            assert!(meta.headers.get(header::AGE).is_none(), "Age is not stored");
+            assert!(meta.headers.get(&header::AGE).is_none(), "Age is not stored");
             let _ = (meta.age(now), meta.is_fresh(now), meta.staleness(now));
             let _ = (meta.usable_on_error(now, None), meta.usable_on_error(now, Some(Duration::from_secs(60))));
             let _ = meta.within_stale_while_revalidate(now);

@@ -81,7 +81,7 @@ pub fn encode_response(key: &Key, primary: &Key, meta: &Meta, chunks: &[Digest])
     w.bytes(meta.url.as_bytes());
     w.u64(u64::from(meta.status.as_u16()));
     w.u64(meta.headers.len() as u64);
-    for (name, value) in &meta.headers {
+    for (name, value) in meta.headers.iter() {
         w.bytes(name.as_str().as_bytes());
         w.bytes(value.as_bytes());
     }

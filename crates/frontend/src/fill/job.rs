@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use holdfast_cache::partial::ContentRange;
 use holdfast_cache::policy::{self, Exchange, Policy, RequestFacts};
-use holdfast_cache::{DigestBuilder, Key, Meta, NoStoreReason, Storable, encoding};
+use holdfast_cache::{DigestBuilder, Key, Meta, NoStoreReason, Storable, StoredHeaders, encoding};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
@@ -56,7 +56,7 @@ impl FillJob {
     /// copy to fall back on.
     pub(crate) fn fill(request: &ClientRequest, tiers: &Arc<Tiers>, primary: Key, stale: Option<Stored>) -> FillJob {
         let config = &request.routing.config;
-        let validators = stale.as_ref().map(|hit| (hit.meta.etag().cloned(), hit.meta.last_modified().cloned()));
+        let validators = stale.as_ref().map(|hit| (hit.meta.etag(), hit.meta.last_modified()));
         let (if_none_match, if_modified_since) = validators.unwrap_or((None, None));
         let hold =
             stale.as_ref().is_none_or(|hit| !hit.meta.usable_on_error(SystemTime::now(), config.max_stale_on_error));
@@ -175,7 +175,7 @@ impl FillJob {
                     // serve it to this reader once, forget it.
                     Err(_) => {
                         tiers.remove(primary);
-                        (Arc::new(Meta { headers: merged, ..Meta::clone(&hit.meta) }), false)
+                        (Arc::new(Meta { headers: StoredHeaders::new(&merged), ..Meta::clone(&hit.meta) }), false)
                     }
                 };
                 fill.publish_head(FillHead::Revalidated(Stored { meta, body: hit.body }, shareable));
@@ -369,8 +369,7 @@ impl FillJob {
 /// The metadata of a 206 as that of the whole object it is part of: a
 /// 200 of the complete length, without the segment's own framing.
 fn as_segment_of(mut meta: Meta, range: ContentRange) -> Meta {
-    meta.headers.remove(header::CONTENT_RANGE);
-    meta.headers.remove(header::CONTENT_LENGTH);
+    meta.headers = meta.headers.without(&[header::CONTENT_RANGE, header::CONTENT_LENGTH]);
     Meta { status: StatusCode::OK, size: range.complete, ..meta }
 }
 

@@ -156,8 +156,8 @@ pub(crate) fn from_store(request: &ClientRequest, hit: Stored, result: CacheResu
     let meta = &hit.meta;
     // Room for the fields added below, so they never grow (and rehash) the map.
     let mut headers = HeaderMap::with_capacity(meta.headers.len() + ADDED_ON_HIT);
-    for (name, value) in &meta.headers {
-        headers.append(name.clone(), value.clone());
+    for (name, value) in meta.headers.iter() {
+        headers.append(name.clone(), value);
     }
     let age = meta.age(now);
     headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
@@ -231,7 +231,7 @@ pub(crate) fn from_partial(
     bytes: Bytes,
     now: SystemTime,
 ) -> Answer {
-    let mut headers = meta.headers.clone();
+    let mut headers = meta.headers.to_map();
     headers.insert(header::AGE, HeaderValue::from(meta.age(now).as_secs()));
     let ttl = meta.freshness_lifetime.saturating_sub(meta.age(now)).as_secs();
     set_result_with(&mut headers, CacheResult::Hit, format_args!("hit; ttl={ttl}; detail=partial"));

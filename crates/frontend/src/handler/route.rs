@@ -138,7 +138,7 @@ impl Handler {
             return None;
         }
         if let Some(if_range) = request.headers.get(header::IF_RANGE)
-            && !conditional::if_range_matches(if_range, &partial.meta.headers)
+            && !conditional::if_range_matches(if_range, &partial.meta.headers.to_map())
         {
             return None;
         }
