@@ -185,14 +185,17 @@ def dashboard():
                   "first; failures: requests no origin answered within the hold budget; budget refusals: "
                   "retries the node-wide retry budget refused; busy: every connection to an origin in use; relayed "
                   "5xx: retries ended on the origin's own 502/503/504, relayed; panic-routed: attempts sent to an "
-                  "ejected origin because every origin was ejected.",
+                  "ejected origin because every origin was ejected; connections opened: new origin "
+                  "connections (the other requests reused pooled ones).",
                   [(f"sum by (site) ({rate('holdfast_origin_retries_total')})", "retries {{site}}"),
                    (f"sum by (site) ({rate('holdfast_origin_failures_total')})", "failures {{site}}"),
                    (f"sum by (site) ({rate('holdfast_origin_retry_budget_exhausted_total')})",
                     "budget refusals {{site}}"),
                    (f"sum by (site) ({rate('holdfast_origin_busy_total')})", "busy {{site}}"),
                    (f"sum by (site) ({rate('holdfast_origin_relayed_errors_total')})", "relayed 5xx {{site}}"),
-                   (f"sum by (site) ({rate('holdfast_origin_panic_routed_total')})", "panic-routed {{site}}")],
+                   (f"sum by (site) ({rate('holdfast_origin_panic_routed_total')})", "panic-routed {{site}}"),
+                   (f"sum by (site) ({rate('holdfast_origin_connections_opened_total')})",
+                    "connections opened {{site}}")],
                   "reqps"), 12, 8)
     lay.add(panel("timeseries", "Origin latency", "Time from origin request to response head, successful "
                   "attempts.",

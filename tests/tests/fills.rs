@@ -195,3 +195,34 @@ async fn responses_for_one_client_are_not_shared_with_waiters() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misses_reuse_pooled_origin_connections() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let (node, addr) = node_with(&origin, |c| c.origin.health_check_path = String::new()).await;
+        // 16 clients, 25 never-seen keys each: every request is a miss.
+        let clients: Vec<_> = (0..16)
+            .map(|c| {
+                tokio::spawn(async move {
+                    for k in 0..25 {
+                        let path = format!("/k/{c}/{k}");
+                        get(addr, &path).await;
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.await.unwrap();
+        }
+        let stats = node.origins()[0].1.stats().snapshot();
+        assert_eq!(stats.requests, 400);
+        // At most one connection per concurrent fill; the rest were reused.
+        assert!(
+            (1..=16).contains(&stats.connections_opened),
+            "{} connections opened for 400 origin requests",
+            stats.connections_opened
+        );
+    })
+    .await
+}

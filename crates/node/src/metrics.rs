@@ -197,6 +197,12 @@ pub fn render(handler: &Handler, origins: &[(String, Client)], listeners: Listen
     counter_family(&mut registry, "origin_retries", "Origin attempts after the first", per_site(&|s| s.retries));
     counter_family(
         &mut registry,
+        "origin_connections_opened",
+        "HTTP connections opened to origins; origin attempts minus these reused a pooled connection",
+        per_site(&|s| s.connections_opened),
+    );
+    counter_family(
+        &mut registry,
         "origin_retry_budget_exhausted",
         "Retries refused by the retry budget",
         per_site(&|s| s.budget_exhausted),

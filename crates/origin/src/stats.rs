@@ -77,6 +77,9 @@ pub struct OriginStats {
     /// Requests whose retries ended on an origin's own 502/503/504, relayed
     /// to the client with its body.
     pub relayed_errors: Counter,
+    /// HTTP connections opened to the group's origins (the rest of its
+    /// requests reused a pooled one).
+    pub connections_opened: std::sync::Arc<Counter>,
 }
 
 /// A copy of the counters at one moment.
@@ -92,6 +95,7 @@ pub struct OriginStatsSnapshot {
     pub busy: u64,
     pub panic_routed: u64,
     pub relayed_errors: u64,
+    pub connections_opened: u64,
 }
 
 impl OriginStats {
@@ -107,6 +111,7 @@ impl OriginStats {
             busy: self.busy.get(),
             panic_routed: self.panic_routed.get(),
             relayed_errors: self.relayed_errors.get(),
+            connections_opened: self.connections_opened.get(),
         }
     }
 }

@@ -61,7 +61,8 @@ impl Client {
 
     /// A client that shares the node-wide retry budget.
     pub fn with_budget(config: OriginConfig, budget: Arc<RetryBudget>) -> Client {
-        let http = transport::hyper_client(&config);
+        let stats = OriginStats::default();
+        let http = transport::hyper_client(&config, Arc::clone(&stats.connections_opened));
         let members = config.members.iter().map(|m| (m.endpoint.clone(), m.weight.max(1), false));
         let fallback = config.fallback.iter().map(|e| (e.clone(), 1, true));
         let targets = members
@@ -76,7 +77,7 @@ impl Client {
                 latency: MemberLatency::default(),
             })
             .collect();
-        Client { inner: Arc::new(Inner { config, http, targets, budget, stats: OriginStats::default() }) }
+        Client { inner: Arc::new(Inner { config, http, targets, budget, stats }) }
     }
 
     pub fn config(&self) -> &OriginConfig {

@@ -1,7 +1,10 @@
 //! Sending one request to one HTTP origin: the pooled hyper client and
 //! its TLS, the allow-listed request, the timeouts.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -15,6 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::Inner;
+use crate::stats::Counter;
 use crate::timeout::IdleTimeoutBody;
 use crate::{Endpoint, OriginBody, OriginConfig, OriginError, OriginErrorKind, OriginRequest};
 
@@ -23,7 +27,35 @@ use crate::{Endpoint, OriginBody, OriginConfig, OriginError, OriginErrorKind, Or
 const ORIGIN_READ_BUFFER: usize = 64 * 1024;
 
 pub(super) type HttpClient =
-    HyperClient<HttpsConnector<HttpConnector>, BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>;
+    HyperClient<HttpsConnector<CountingConnector>, BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>;
+
+/// hyper's TCP connector, counting the connections it opens: requests
+/// minus connections is how often the pool was reused.
+#[derive(Clone)]
+pub(super) struct CountingConnector {
+    inner: HttpConnector,
+    opened: Arc<Counter>,
+}
+
+impl tower_service::Service<Uri> for CountingConnector {
+    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let opened = Arc::clone(&self.opened);
+        Box::pin(async move {
+            let connection = connecting.await?;
+            opened.inc();
+            Ok(connection)
+        })
+    }
+}
 
 /// Client TLS for https origins: ring, TLS 1.2 and 1.3, web PKI roots plus
 /// the configured ones, ALPN h2 then http/1.1.
@@ -44,11 +76,12 @@ fn tls_config(extra_roots: &[rustls_pki_types::CertificateDer<'static>]) -> rust
 }
 
 /// The pooled client for a group's HTTP members.
-pub(super) fn hyper_client(config: &OriginConfig) -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(config.connect_timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
+pub(super) fn hyper_client(config: &OriginConfig, opened: Arc<Counter>) -> HttpClient {
+    let mut inner = HttpConnector::new();
+    inner.set_connect_timeout(Some(config.connect_timeout));
+    inner.set_nodelay(true);
+    inner.enforce_http(false);
+    let http = CountingConnector { inner, opened };
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(tls_config(&config.extra_roots))
         .https_or_http()
