@@ -17,9 +17,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::EnvFilter;
+#[cfg(feature = "otel")]
+use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::Environment;
 
@@ -56,18 +56,23 @@ impl Telemetry {
 /// `info`) on stderr, and with `traces` and the environment asking for
 /// it, the OTLP exporter of request spans.
 pub fn init(env: &Environment, traces: bool) -> anyhow::Result<Telemetry> {
-    let filter = EnvFilter::try_from_env("HOLDFAST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
-    let registry = tracing_subscriber::registry().with(logs);
+    let filter = || EnvFilter::try_from_env("HOLDFAST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     #[cfg(feature = "otel")]
     if traces && env.otel_traces {
+        let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter());
         let (layer, provider) = otel::layer(env)?;
-        registry.with(layer).try_init()?;
+        tracing_subscriber::registry().with(logs).with(layer).try_init()?;
         TRACES_ON.store(true, Ordering::Relaxed);
         return Ok(Telemetry { provider: Some(provider) });
     }
     let _ = (env, traces);
-    registry.try_init()?;
+    // Without an exporter, one global filter: a disabled span or event
+    // costs a level check on the request path, not a per-layer filter call.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr)
+        .try_init()
+        .map_err(|error| anyhow::anyhow!(error))?;
     Ok(Telemetry {
         #[cfg(feature = "otel")]
         provider: None,
