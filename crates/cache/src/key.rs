@@ -172,9 +172,6 @@ fn write_field(hasher: &mut blake3::Hasher, field: Option<&[u8]>) {
     };
 }
 
-/// All values of one header as a single comma-joined list, with the
-/// optional whitespace around list elements removed (RFC 9110 §5.3), so
-/// `a, b` and `a,b` select the same variant.
 /// The value a request header contributes to a variant key: every field
 /// line combined, list elements trimmed of whitespace (RFC 9111 §4.1 lets a
 /// cache normalise what the field's syntax makes equivalent). For the
@@ -194,9 +191,7 @@ fn combined_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
                 continue;
             }
             if unordered {
-                // "en-US ; q=0.5" -> "en-us;q=0.5"
-                let parts = element.split(|b| *b == b';').map(|p| p.trim_ascii().to_ascii_lowercase());
-                elements.push(parts.collect::<Vec<_>>().join(&b';'));
+                elements.push(negotiation_element(name == header::ACCEPT, element));
             } else {
                 elements.push(element.to_vec());
             }
@@ -206,6 +201,37 @@ fn combined_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
         elements.sort();
     }
     Some(elements.join(&b','))
+}
+
+/// One element of a content-negotiation field in its canonical form:
+/// `"en-US ; q=0.5"` -> `"en-us;q=0.5"`. Tokens, language tags and
+/// parameter names are case-insensitive; so are `q` and `charset` values.
+/// Other media-type parameter values (in `Accept`) may be case-sensitive
+/// (RFC 9110 §8.3.2) and keep their case, so two requests that differ
+/// there never share a variant.
+fn negotiation_element(media_ranges: bool, element: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(element.len());
+    for (i, part) in element.split(|b| *b == b';').map(<[u8]>::trim_ascii).enumerate() {
+        if i > 0 {
+            out.push(b';');
+        }
+        match part.iter().position(|b| *b == b'=') {
+            Some(eq) if i > 0 => {
+                let name = part[..eq].trim_ascii().to_ascii_lowercase();
+                let value = part[eq + 1..].trim_ascii();
+                let folds = !media_ranges || name == b"q" || name == b"charset";
+                out.extend_from_slice(&name);
+                out.push(b'=');
+                if folds {
+                    out.extend(value.iter().map(u8::to_ascii_lowercase));
+                } else {
+                    out.extend_from_slice(value);
+                }
+            }
+            _ => out.extend(part.iter().map(u8::to_ascii_lowercase)),
+        }
+    }
+    out
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -290,6 +316,10 @@ mod tests {
             ("accept-language", &["en", "fr"], &["en, fr"], true),
             ("accept-language", &["en"], &["fr"], false),
             ("accept", &["text/html, image/*"], &["image/*,text/html"], true),
+            ("accept", &["Text/HTML;Charset=UTF-8;Q=0.9"], &["text/html; charset=utf-8; q=0.9"], true),
+            // A media-type parameter's value may be case-sensitive.
+            ("accept", &["application/ld+json;profile=\"A\""], &["application/ld+json;profile=\"a\""], false),
+            ("accept-encoding", &["GZIP, br"], &["br,gzip"], true),
             // Other fields keep order and case: only whitespace and lines.
             ("x-variant", &["a, b"], &["a,b"], true),
             ("x-variant", &["a", "b"], &["a, b"], true),

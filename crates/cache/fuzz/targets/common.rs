@@ -340,17 +340,52 @@ fn cut(s: &str, points: [u16; 3]) -> [&str; 4] {
     [&s[..p[0]], &s[p[0]..p[1]], &s[p[1]..p[2]], &s[p[2]..]]
 }
 
-/// The list value a variant key hashes for one header: all fields joined,
-/// elements trimmed, empty elements dropped; `None` when absent.
-fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
+/// One list element as a variant key must tell it apart: its first part
+/// and its `name=value` parameters, each trimmed. In the content-negotiation
+/// fields the first part and parameter names are case-insensitive, and so
+/// are parameter values, except media-type parameters in `Accept` other
+/// than `q` and `charset`.
+type Element = (Vec<u8>, Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+fn element(negotiation: bool, media_ranges: bool, raw: &[u8]) -> Element {
+    let fold = |b: &[u8], yes: bool| if yes { b.to_ascii_lowercase() } else { b.to_vec() };
+    if !negotiation {
+        return (raw.to_vec(), Vec::new());
+    }
+    let mut parts = raw.split(|b| *b == b';').map(<[u8]>::trim_ascii);
+    let first = fold(parts.next().unwrap_or_default(), true);
+    let params = parts
+        .map(|p| match p.iter().position(|b| *b == b'=') {
+            Some(eq) => {
+                let name = p[..eq].trim_ascii().to_ascii_lowercase();
+                let folds = !media_ranges || name == b"q" || name == b"charset";
+                let value = fold(p[eq + 1..].trim_ascii(), folds);
+                (name, Some(value))
+            }
+            None => (p.to_ascii_lowercase(), None),
+        })
+        .collect();
+    (first, params)
+}
+
+/// What a variant key hashes for one header, as a model: every field line's
+/// elements, empty ones dropped; in the content-negotiation fields, whose
+/// order carries no meaning, as a sorted multiset. `None` when absent.
+fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<Element>> {
     let mut values = headers.get_all(name).iter().peekable();
     values.peek()?;
-    let elements: Vec<&[u8]> = values
+    let negotiation = ["accept", "accept-charset", "accept-encoding", "accept-language"].contains(&name.as_str());
+    let media_ranges = name.as_str() == "accept";
+    let mut elements: Vec<Element> = values
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|e| !e.is_empty())
+        .map(|e| element(negotiation, media_ranges, e))
         .collect();
-    Some(elements.join(&b','))
+    if negotiation {
+        elements.sort();
+    }
+    Some(elements)
 }
 
 /// Six `u16` cut points (two tuples of three), a `u8` length n, n bytes
