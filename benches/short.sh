@@ -35,7 +35,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -keyout "$node/key.pem" -out "$node/cert.pem" -subj /CN=localhost \
   -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
 pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
+# Wait for the node to exit: it drains first, and a next run on the same
+# ports would find it still serving.
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; true' EXIT
 # The kit pins servers to SERVER_CPUS (CPU 1) and load to LOADGEN_CPUS (CPU 0).
 HOLDFAST_LOG=warn taskset -c "${SERVER_CPUS:-1}" "$bin" serve \
   --listen 127.0.0.1:9200 --origin "http://127.0.0.1:${ORIGIN_PORT:-9000}" \

@@ -11,6 +11,10 @@ use holdfast_cache::policy::{self, Exchange};
 use holdfast_cache::{Digest, Key, Meta, Store, StoreConfig};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
+/// The node's allocator, so the figure is what a node pays.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status

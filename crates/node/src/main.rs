@@ -8,6 +8,14 @@ use holdfast_control::PurgeTarget;
 use holdfast_node::config::{self, Environment, NodeConfig, Overrides};
 use holdfast_node::{RunningNode, Sockets, cli, telemetry};
 
+/// jemalloc rather than glibc's malloc: measured in the same runs, 7–16%
+/// less CPU per request on HTTP/3, HTTP/2 over TLS and HTTP/1.1 hits, a
+/// few MiB less RSS with 10,000 objects stored, and memory given back to
+/// the system after a burst (glibc kept the peak of 1,000 closed QUIC
+/// connections; README › Benchmarks).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "holdfast", version, about = "An edge CDN cache node for immutable web assets")]
 struct Cli {
@@ -213,6 +221,12 @@ fn serve(args: ServeArgs, env: Environment) -> anyhow::Result<()> {
     let config = NodeConfig::load(args.config.as_deref(), overrides.clone(), &env)?;
     let config_path = args.config.clone();
     let sockets = if args.upgrade { Sockets::Upgrade } else { Sockets::Bind };
+    // A background thread returns freed pages to the system even while the
+    // node is idle, so RSS falls back after a burst instead of waiting for
+    // the next allocation. Started before the runtime's threads.
+    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(%error, "jemalloc background purging unavailable; freed memory is returned as the node allocates");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let node = RunningNode::start_with(config, sockets).await?;
