@@ -1,6 +1,6 @@
 //! The `holdfast` binary as a child process: kill -9 during disk writes,
-//! graceful drain on SIGTERM, zero-downtime upgrades under load, and the
-//! purge CLI against a fleet with a node down.
+//! graceful drain on SIGTERM, zero-downtime upgrades under load, the purge
+//! CLI against a fleet with a node down, and the allocator's purge thread.
 //!
 //! A test target of the `holdfast` package (see crates/node/Cargo.toml), so
 //! Cargo builds the binary first and names it in `CARGO_BIN_EXE_holdfast`.
@@ -290,6 +290,31 @@ async fn the_purge_cli_names_a_node_that_is_down_and_fails() {
         assert!(stdout.contains(&down) && stdout.contains("FAILED"), "{stdout}");
         assert!(stdout.lines().any(|l| l.starts_with("shield") && l.contains(&up) && l.contains("200")), "{stdout}");
         assert_eq!(get(addr, "/cli.js").await.x_cache(), "MISS", "the node that was up purged");
+    })
+    .await
+}
+
+/// A serving node gives freed memory back while idle: jemalloc's purge
+/// thread runs (without it, RSS stays at the peak of a burst until the next
+/// allocations; README › Benchmarks has the measurement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_node_returns_freed_memory_in_the_background() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let dir = temp_dir("allocator");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut node = NodeProcess::spawn(holdfast_bin(), &serve_args(addr, &origin.url(), &dir, free_port(), &[]));
+        wait_until_serving(addr).await;
+        let tasks = PathBuf::from(format!("/proc/{}/task", node.child.id()));
+        let names: Vec<String> = std::fs::read_dir(&tasks)
+            .expect("the node's threads")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        assert!(names.iter().any(|name| name == "jemalloc_bg_thd"), "no purge thread among {names:?}");
+        node.signal("-TERM");
+        assert_eq!(node.exit_code().await, Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
     })
     .await
 }
