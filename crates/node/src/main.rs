@@ -8,11 +8,11 @@ use holdfast_control::PurgeTarget;
 use holdfast_node::config::{self, Environment, NodeConfig, Overrides};
 use holdfast_node::{RunningNode, Sockets, cli, telemetry};
 
-/// jemalloc rather than glibc's malloc: measured in the same runs, 7–16%
-/// less CPU per request on HTTP/3, HTTP/2 over TLS and HTTP/1.1 hits, a
-/// few MiB less RSS with 10,000 objects stored, and memory given back to
-/// the system after a burst (glibc kept the peak of 1,000 closed QUIC
-/// connections; README › Benchmarks).
+/// jemalloc rather than glibc's malloc: measured on the same commit, less
+/// CPU per request on hits (HTTP/3 −7%, HTTP/2 over TLS −15%, HTTP/1.1
+/// −1 to −11%), 3 MiB less RSS with 10,000 objects stored, and memory given
+/// back to the system after a burst (glibc kept the peak of 1,000 closed
+/// QUIC connections; README › Benchmarks).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
