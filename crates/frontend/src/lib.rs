@@ -16,6 +16,7 @@ mod conditional;
 pub mod connections;
 mod date;
 mod disk_body;
+mod disk_writes;
 mod fill;
 pub mod forward;
 pub mod h3;

@@ -25,6 +25,8 @@ use holdfast_cache::{ChunkedBody, Digest, DiskBody, DiskTier, Key, Lookup, Meta,
 use http::HeaderMap;
 use tokio::sync::OnceCell;
 
+use crate::disk_writes::DiskWrites;
+
 /// A stored body: in memory, or on disk and read as it is sent.
 #[derive(Debug, Clone)]
 pub(crate) enum StoredBody {
@@ -62,9 +64,10 @@ impl Found {
     }
 }
 
-/// Disk writes queued or running at most; four run at once.
+/// Disk writes waiting at most (each holds its body in memory).
 const DISK_QUEUE: usize = 64;
-const DISK_WRITERS: usize = 4;
+/// Threads writing to disk.
+const DISK_WRITERS: usize = 2;
 
 /// How many purges are remembered for the epoch checks. A store that
 /// started more purges ago than this is treated as overtaken by one.
@@ -138,14 +141,8 @@ pub struct Tiers {
     purges: Arc<Purges>,
     /// Held (shared) by disk writes, (exclusive) by a disk purge's walk.
     disk_writes: Arc<RwLock<()>>,
-    /// Disk writes running or waiting: bounds the temporary files on disk
-    /// and the bodies queued in memory for them.
-    disk_queue: Arc<tokio::sync::Semaphore>,
-    /// Disk writes running at once.
-    disk_writers: Arc<tokio::sync::Semaphore>,
-    /// Writes not queued because the queue was full (the object stays in
-    /// memory; disk admission is best effort).
-    disk_skipped: AtomicU64,
+    /// The disk writers and their bounded queue (with a disk tier only).
+    disk_queue: Option<DiskWrites>,
     /// Disk reads in flight, by primary key.
     reads: Mutex<HashMap<Key, Arc<OnceCell<Option<DiskRead>>>>>,
     /// 206 answers kept by range until they make whole objects (memory
@@ -169,13 +166,11 @@ impl Tiers {
         Tiers {
             partials,
             memory,
+            disk_queue: disk.as_ref().map(|_| DiskWrites::start(DISK_WRITERS, DISK_QUEUE)),
             disk,
             promote_max,
             purges: Arc::default(),
             disk_writes: Arc::default(),
-            disk_queue: Arc::new(tokio::sync::Semaphore::new(DISK_QUEUE)),
-            disk_writers: Arc::new(tokio::sync::Semaphore::new(DISK_WRITERS)),
-            disk_skipped: AtomicU64::new(0),
             reads: Mutex::default(),
         }
     }
@@ -201,7 +196,7 @@ impl Tiers {
             Lookup::Stale(hit) => return Found::Stale(Stored { meta: hit.meta, body: StoredBody::Memory(hit.body) }),
             Lookup::Miss => {}
         }
-        let Some(disk) = &self.disk else { return Found::Miss };
+        let Some(disk) = self.disk.as_ref().filter(|disk| !disk.surely_absent(primary)) else { return Found::Miss };
         let epoch = self.epoch();
         let cell = {
             let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
@@ -340,32 +335,22 @@ impl Tiers {
         }
     }
 
-    /// Runs a disk write off the async threads, detached (a kill during it
-    /// leaves only a temporary file), unless a purge overtook it.
+    /// Queues a disk write for the writer threads, detached (a kill during
+    /// it leaves only a temporary file); it is dropped if a purge overtook it.
     fn on_disk(&self, epoch: u64, meta: Arc<Meta>, write: impl FnOnce(&DiskTier) + Send + 'static) {
-        let Some(disk) = self.disk.clone() else { return };
-        let Ok(queued) = Arc::clone(&self.disk_queue).try_acquire_owned() else {
-            self.disk_skipped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let (purges, lock, writers) =
-            (Arc::clone(&self.purges), Arc::clone(&self.disk_writes), Arc::clone(&self.disk_writers));
-        tokio::spawn(async move {
-            let _queued = queued;
-            let Ok(_writer) = writers.acquire_owned().await else { return };
-            let _ = tokio::task::spawn_blocking(move || {
-                let _writing = lock.read().unwrap_or_else(|p| p.into_inner());
-                if !purges.overtaken(epoch, &meta) {
-                    write(&disk);
-                }
-            })
-            .await;
+        let (Some(disk), Some(queue)) = (self.disk.clone(), &self.disk_queue) else { return };
+        let (purges, lock) = (Arc::clone(&self.purges), Arc::clone(&self.disk_writes));
+        queue.submit(move || {
+            let _writing = lock.read().unwrap_or_else(|p| p.into_inner());
+            if !purges.overtaken(epoch, &meta) {
+                write(&disk);
+            }
         });
     }
 
     /// Disk writes skipped because the queue was full.
     pub fn disk_writes_skipped(&self) -> u64 {
-        self.disk_skipped.load(Ordering::Relaxed)
+        self.disk_queue.as_ref().map_or(0, DiskWrites::skipped)
     }
 
     /// Purges every response `matches` selects from both tiers: removed

@@ -83,6 +83,11 @@ impl Index {
     }
 
     /// A lookup used this record.
+    /// A record file with this name is known (written, read or scanned).
+    pub fn has_record(&self, record: u64) -> bool {
+        self.records.contains_key(&record)
+    }
+
     pub fn touch(&mut self, record: u64) {
         self.tick += 1;
         let tick = self.tick;

@@ -189,6 +189,16 @@ impl DiskTier {
         self.blob_path_of(prefix(digest.as_bytes()))
     }
 
+    /// Whether a lookup of `primary` would find nothing, known without
+    /// touching the disk: the scan has indexed the tier and no record file
+    /// has this key's name. Saves a miss its file lookup and its trip to a
+    /// blocking thread (most of a cold miss's cost). A record another
+    /// process writes after the scan (an upgrade's old process, draining)
+    /// is not known here: its key is fetched and stored again once.
+    pub fn surely_absent(&self, primary: &Key) -> bool {
+        self.scanned.load(Ordering::Acquire) && !self.lock().has_record(prefix(primary.as_bytes()))
+    }
+
     /// Reads and verifies the stored response for a request (whose
     /// Accept-Encoding is already normalised). Bodies up to `whole_max`
     /// bytes are read and verified whole; larger ones come as a

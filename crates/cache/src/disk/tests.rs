@@ -275,3 +275,30 @@ fn two_writers_sharing_a_directory_never_collide() {
     }
     assert_eq!(one.stats().corrupt + two.stats().corrupt, 0);
 }
+
+/// A cold miss skips the disk only when the index knows every file: before
+/// the scan nothing is ruled out, after it only keys with no record.
+#[test]
+fn only_keys_with_no_record_after_the_scan_are_surely_absent() {
+    let disk = tier("absent", 1 << 30);
+    let (stored, vary, never) = (
+        Key::primary("GET", "http", "h", "/stored"),
+        Key::primary("GET", "http", "h", "/vary"),
+        Key::primary("GET", "http", "h", "/never"),
+    );
+    let request = HeaderMap::new();
+    disk.insert(&stored, &request, &meta_for("/stored", b"s"), b"s");
+    let dir = disk.dir().to_path_buf();
+    drop(disk);
+
+    let reopened = DiskTier::open(DiskConfig::new(dir, 1 << 30)).unwrap();
+    assert!(!reopened.surely_absent(&never), "before the scan the index knows nothing");
+    reopened.scan();
+    assert!(reopened.surely_absent(&never));
+    assert!(!reopened.surely_absent(&stored), "found by the scan");
+    reopened.insert(&vary, &request, &meta_with("/vary", b"v", &[("vary", "accept-encoding")]), b"v");
+    assert!(!reopened.surely_absent(&vary), "written since: its Vary record is under the primary key");
+    assert!(body_of(&reopened, &vary, &request).is_some());
+    reopened.remove(&stored);
+    assert!(reopened.surely_absent(&stored), "removed");
+}

@@ -63,7 +63,8 @@ impl DiskTier {
                 let _ = fs::remove_file(path);
             }
         }
-        self.scanned.store(true, Ordering::Relaxed);
+        // Release: whoever sees `scanned` sees the index the scan built.
+        self.scanned.store(true, Ordering::Release);
         self.evict_if_needed();
     }
 
