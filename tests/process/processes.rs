@@ -1,6 +1,7 @@
 //! The `holdfast` binary as a child process: kill -9 during disk writes,
 //! graceful drain on SIGTERM, zero-downtime upgrades under load, the purge
-//! CLI against a fleet with a node down, and the allocator's purge thread.
+//! CLI against a fleet with a node down, the allocator's purge thread, and
+//! disk writes landed before a stop.
 //!
 //! A test target of the `holdfast` package (see crates/node/Cargo.toml), so
 //! Cargo builds the binary first and names it in `CARGO_BIN_EXE_holdfast`.
@@ -315,6 +316,59 @@ async fn a_serving_node_returns_freed_memory_in_the_background() {
         node.signal("-TERM");
         assert_eq!(node.exit_code().await, Some(0));
         let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
+
+/// What a node fetched just before SIGTERM is on disk for the next process:
+/// the stop waits for the queued disk writes (fsync on, so they are slow
+/// enough to still be queued when the signal comes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lands_the_queued_disk_writes_before_exit() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        const N: usize = 48;
+        for i in 0..N {
+            origin.route(&format!("/w/{i}"), Reply::ok(vec![i as u8; 64 << 10]));
+        }
+        let dir = temp_dir("settle");
+        let config = dir.with_extension("toml");
+        std::fs::write(&config, "[server]\nshutdown_delay = \"0s\"\n[cache]\nfsync = \"always\"\n").unwrap();
+        let config_arg = config.display().to_string();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut node = NodeProcess::spawn(
+            holdfast_bin(),
+            &serve_args(addr, &origin.url(), &dir, free_port(), &["--config", &config_arg]),
+        );
+        wait_until_serving(addr).await;
+        let clients: Vec<_> = (0..4)
+            .map(|w| {
+                tokio::spawn(async move {
+                    let mut client = KeepAlive::new(addr);
+                    for i in (w..N).step_by(4) {
+                        let outcome = client.get(&format!("/w/{i}")).await;
+                        assert!(
+                            matches!(outcome, Outcome::Answered { status: 200, complete: true, .. }),
+                            "/w/{i}: {outcome:?}"
+                        );
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.await.unwrap();
+        }
+        node.signal("-TERM");
+        assert_eq!(node.exit_code().await, Some(0));
+        let records = std::fs::read_dir(dir.join("v2/records"))
+            .unwrap()
+            .flatten()
+            .map(|sub| std::fs::read_dir(sub.path()).map_or(0, |files| files.count()))
+            .sum::<usize>();
+        assert_eq!(records, N, "every fetched object was on disk when the node exited");
+        origin.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&config);
     })
     .await
 }

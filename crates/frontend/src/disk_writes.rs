@@ -8,7 +8,8 @@
 //! queue back to back and only sleep when it is empty; the queue's bound
 //! keeps the bodies waiting for disk within a known amount of memory.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Sender, TrySendError};
 
@@ -20,6 +21,8 @@ pub(crate) struct DiskWrites {
     queue: Sender<Write>,
     /// Writes not queued because the queue was full (or no writer runs).
     skipped: AtomicU64,
+    /// Writes queued or running: a stopping node waits for none.
+    pending: Arc<AtomicUsize>,
 }
 
 impl DiskWrites {
@@ -28,15 +31,17 @@ impl DiskWrites {
     /// the rest.
     pub(crate) fn start(writers: usize, capacity: usize) -> DiskWrites {
         let (queue, jobs) = crossbeam_channel::bounded::<Write>(capacity);
+        let pending = Arc::new(AtomicUsize::new(0));
         let mut started = 0;
         for _ in 0..writers {
-            let jobs = jobs.clone();
+            let (jobs, pending) = (jobs.clone(), Arc::clone(&pending));
             let spawned = std::thread::Builder::new().name("holdfast-disk-writer".into()).spawn(move || {
                 for write in jobs {
                     // A write that panics loses its object, not the writer.
                     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(write)).is_err() {
                         tracing::error!("a disk write panicked; the object stays in memory only");
                     }
+                    pending.fetch_sub(1, Ordering::AcqRel);
                 }
             });
             match spawned {
@@ -49,18 +54,25 @@ impl DiskWrites {
             // write is counted as skipped rather than held forever.
             drop(jobs);
         }
-        DiskWrites { queue, skipped: AtomicU64::new(0) }
+        DiskWrites { queue, skipped: AtomicU64::new(0), pending }
     }
 
     /// Queues a write; if the queue is full it is skipped and counted (the
     /// object stays in memory: disk admission is best effort).
     pub(crate) fn submit(&self, write: impl FnOnce() + Send + 'static) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
         match self.queue.try_send(Box::new(write)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
                 self.skipped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Writes queued or running.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
     }
 
     pub(crate) fn skipped(&self) -> u64 {
@@ -91,6 +103,7 @@ mod tests {
             writes.submit(move || done.send(n).unwrap());
         }
         assert_eq!(writes.skipped(), 1, "two fit in the queue, the third is skipped");
+        assert_eq!(writes.pending(), 3, "one running, two queued; the skipped one is not pending");
         release.send(()).unwrap();
         let ran: Vec<u32> = (0..2).map(|_| finished.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
         assert_eq!(ran, vec![0, 1], "queued writes run in order");
@@ -103,5 +116,10 @@ mod tests {
         let (done, finished) = mpsc::channel::<()>();
         writes.submit(move || done.send(()).unwrap());
         finished.recv_timeout(Duration::from_secs(10)).expect("the writer goes on after a panic");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while writes.pending() > 0 {
+            assert!(std::time::Instant::now() < deadline, "a panicked write still counts as pending");
+            std::thread::yield_now();
+        }
     }
 }

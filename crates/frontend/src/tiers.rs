@@ -348,6 +348,18 @@ impl Tiers {
         });
     }
 
+    /// Waits until the disk writes queued so far have landed, or `within`
+    /// has passed; returns how many are still pending. A stopping node
+    /// calls it, so what it fetched is on disk for the process after it.
+    pub async fn settle_disk_writes(&self, within: std::time::Duration) -> usize {
+        let Some(queue) = &self.disk_queue else { return 0 };
+        let deadline = tokio::time::Instant::now() + within;
+        while queue.pending() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        queue.pending()
+    }
+
     /// Disk writes skipped because the queue was full.
     pub fn disk_writes_skipped(&self) -> u64 {
         self.disk_queue.as_ref().map_or(0, DiskWrites::skipped)

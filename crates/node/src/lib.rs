@@ -334,6 +334,12 @@ impl RunningNode {
     async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         while self.listeners.join_next().await.is_some() {}
+        // The last responses' disk writes: the next process (a restart, or
+        // the new one of an upgrade) finds them on disk.
+        let left = self.handler.tiers().settle_disk_writes(DISK_SETTLE).await;
+        if left > 0 {
+            tracing::warn!(left, "stopping with disk writes still queued; those objects are in memory only");
+        }
         // The control socket path belongs to the new node after a handover.
         if let Some(path) = &self.control_socket
             && control::running_pid(path).is_none_or(|pid| pid == std::process::id())
@@ -342,6 +348,10 @@ impl RunningNode {
         }
     }
 }
+
+/// How long a stopping node waits for its queued disk writes (at most 64,
+/// each a few milliseconds even with fsync).
+const DISK_SETTLE: Duration = Duration::from_secs(5);
 
 /// File descriptors kept for everything but client connections: origin
 /// connections, disk reads, the admin listener, logs.
