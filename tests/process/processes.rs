@@ -1,7 +1,7 @@
 //! The `holdfast` binary as a child process: kill -9 during disk writes,
 //! graceful drain on SIGTERM, zero-downtime upgrades under load, the purge
 //! CLI against a fleet with a node down, the allocator's purge thread, and
-//! disk writes landed before a stop.
+//! disk writes landed before a stop and seen by the next process.
 //!
 //! A test target of the `holdfast` package (see crates/node/Cargo.toml), so
 //! Cargo builds the binary first and names it in `CARGO_BIN_EXE_holdfast`.
@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::{node_with, token_file, with_admin, within};
 use holdfast_test::process::{NodeProcess, free_port, serve_args, temp_dir, wait_until_serving};
@@ -369,6 +371,79 @@ async fn sigterm_lands_the_queued_disk_writes_before_exit() {
         origin.stop().await;
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_file(&config);
+    })
+    .await
+}
+
+/// An upgrade's old process stores what it was fetching while it drains;
+/// the new process serves it from disk, not from the origin again (its
+/// disk index is built only once the old process is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_old_process_stores_while_draining_is_a_disk_hit_for_the_new_one() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let gate = Gate::new();
+        let late = Reply::ok(vec![5u8; 64 << 10]).chunked(16 << 10, Duration::ZERO).hold_body(&gate);
+        origin.route("/late.bin", late);
+        origin.route("/probe", Reply::ok(b"probe".to_vec()));
+        let dir = temp_dir("upgrade-late");
+        let admin = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let token = token_file("upgrade-late");
+        let token_arg = token.display().to_string();
+        let args = serve_args(addr, &origin.url(), &dir, admin, &["--admin-token-file", &token_arg]);
+        let mut old = NodeProcess::spawn(holdfast_bin(), &args);
+        wait_until_serving(addr).await;
+        let download = tokio::spawn(async move { get(addr, "/late.bin").await });
+        eventually(Duration::from_secs(10), "the old process is fetching", || origin.hits("/late.bin") == 1).await;
+
+        // A kept-alive connection to the old process: it is closed when
+        // the old process has handed its sockets over and drains.
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /probe HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+
+        let mut upgrade = args.clone();
+        upgrade.push("--upgrade".into());
+        let mut new = NodeProcess::spawn(holdfast_bin(), &upgrade);
+        let mut answered = Vec::new();
+        idle.read_to_end(&mut answered).await.unwrap();
+        assert!(answered.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answered));
+        // Now only the new process answers (and, before the fix, had
+        // already built its disk index without the fill still running).
+        let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+        assert_eq!(holdfast_test::get(admin_addr, "/ready").await.status.as_u16(), 200);
+        // Before the fix the new process had its index within milliseconds
+        // of starting; now it waits for the old one. Up to a second for it.
+        let scanned = || async {
+            let auth = format!("Bearer {}", common::TOKEN);
+            let stats = holdfast_test::send(
+                admin_addr,
+                holdfast_test::Protocol::Http1,
+                "GET",
+                "/stats",
+                &[("authorization", auth.as_str())],
+            )
+            .await
+            .unwrap();
+            String::from_utf8_lossy(stats.bytes()).contains("\"scanned\":true")
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while !scanned().await && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gate.open();
+        assert_eq!(download.await.unwrap().bytes().len(), 64 << 10);
+        assert_eq!(old.exit_code().await, Some(0), "the old node drains and exits by itself");
+
+        let response = holdfast_test::get(addr, "/late.bin").await;
+        assert_eq!(response.status.as_u16(), 200);
+        assert_eq!(response.x_cache(), "HIT");
+        assert_eq!(origin.hits("/late.bin"), 1, "served from the disk, not fetched again");
+        new.signal("-TERM");
+        assert_eq!(new.exit_code().await, Some(0));
+        origin.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&token);
     })
     .await
 }

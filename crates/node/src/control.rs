@@ -108,6 +108,16 @@ fn trusted_peer(stream: &UnixStream) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a process has exited (gone, or a zombie waiting for its parent).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses
+        // and may itself contain ") ".
+        Ok(stat) => stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
 /// Asks a running node for its pid.
 pub fn running_pid(path: &Path) -> Option<u32> {
     let mut stream = UnixStream::connect(path).ok()?;
@@ -266,6 +276,21 @@ impl Takeover {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_process_is_gone_once_it_exited_even_unreaped() {
+        assert!(!process_gone(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not waited for yet: a zombie once it exits.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !process_gone(pid) {
+            assert!(std::time::Instant::now() < deadline, "an exited child still counts as running");
+            std::thread::yield_now();
+        }
+        child.wait().unwrap();
+        assert!(process_gone(pid));
+    }
 
     #[test]
     fn a_directory_others_can_enter_is_refused() {

@@ -102,13 +102,8 @@ impl RunningNode {
         if let Some(disk_config) = &config.disk {
             let disk = DiskTier::open(disk_config.clone())
                 .with_context(|| format!("cannot open the disk tier in {}", disk_config.dir.display()))?;
-            let disk = Arc::new(disk);
-            // Size accounting and eviction order are rebuilt in the
-            // background: lookups read the files they need and do not wait.
-            let scanning = Arc::clone(&disk);
-            tokio::task::spawn_blocking(move || scanning.scan());
             tracing::info!(dir = %disk_config.dir.display(), "disk tier open");
-            handler = handler.with_disk(disk);
+            handler = handler.with_disk(Arc::new(disk));
         }
         let handler = Arc::new(handler);
 
@@ -122,6 +117,25 @@ impl RunningNode {
                 Some(takeover)
             }
         };
+        if let Some(disk) = handler.tiers().disk() {
+            // Size accounting and eviction order are rebuilt in the
+            // background: lookups read the files they need and do not wait.
+            // In an upgrade, only once the old process is gone: its last
+            // writes land while it drains, and the finished index rules keys
+            // out without looking at the disk (DiskTier::surely_absent).
+            let old_process = takeover.as_ref().map(|t| t.old_pid);
+            let longest = config.server.drain_timeout + DISK_SETTLE + OLD_PROCESS_SLACK;
+            let scanning = Arc::clone(disk);
+            tokio::spawn(async move {
+                if let Some(pid) = old_process {
+                    let deadline = tokio::time::Instant::now() + longest;
+                    while !control::process_gone(pid) && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                let _ = tokio::task::spawn_blocking(move || scanning.scan()).await;
+            });
+        }
         let mut claim = |kind: SocketKind, addr: &SocketAddr| -> Option<OwnedFd> {
             takeover.as_mut().and_then(|t| t.claim(kind, *addr))
         };
@@ -352,6 +366,10 @@ impl RunningNode {
 /// How long a stopping node waits for its queued disk writes (at most 64,
 /// each a few milliseconds even with fsync).
 const DISK_SETTLE: Duration = Duration::from_secs(5);
+
+/// Beyond its drain and disk settling, how long an upgrade's old process
+/// may take to exit before the new one scans the disk tier anyway.
+const OLD_PROCESS_SLACK: Duration = Duration::from_secs(5);
 
 /// File descriptors kept for everything but client connections: origin
 /// connections, disk reads, the admin listener, logs.

@@ -193,8 +193,8 @@ impl DiskTier {
     /// touching the disk: the scan has indexed the tier and no record file
     /// has this key's name. Saves a miss its file lookup and its trip to a
     /// blocking thread (most of a cold miss's cost). A record another
-    /// process writes after the scan (an upgrade's old process, draining)
-    /// is not known here: its key is fetched and stored again once.
+    /// process writes after the scan is not known here, so a node scans
+    /// only once the old process of an upgrade is gone.
     pub fn surely_absent(&self, primary: &Key) -> bool {
         self.scanned.load(Ordering::Acquire) && !self.lock().has_record(prefix(primary.as_bytes()))
     }
