@@ -44,8 +44,8 @@ pub use body::{ChunkedBody, CorruptBody, DiskBody, DiskHit};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, TryLockError};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -195,8 +195,20 @@ impl DiskTier {
     /// blocking thread (most of a cold miss's cost). A record another
     /// process writes after the scan is not known here, so a node scans
     /// only once the old process of an upgrade is gone.
+    ///
+    /// Called on the async threads, so it never waits for the index: while
+    /// eviction holds it (sorting every record) the answer is "not sure"
+    /// and the lookup reads the disk as before.
     pub fn surely_absent(&self, primary: &Key) -> bool {
-        self.scanned.load(Ordering::Acquire) && !self.lock().has_record(prefix(primary.as_bytes()))
+        if !self.scanned.load(Ordering::Acquire) {
+            return false;
+        }
+        let index = match self.index.try_lock() {
+            Ok(index) => index,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        !index.has_record(prefix(primary.as_bytes()))
     }
 
     /// Reads and verifies the stored response for a request (whose
