@@ -94,6 +94,31 @@ async fn limits_on_target_and_header_size() {
     .await
 }
 
+/// `limits.max_headers` below and above hyper's own 100: the HTTP/1.1
+/// parser is only told a larger maximum (it costs a list per request), so
+/// a smaller one must still be enforced, and a larger one let through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_header_count_is_the_limit_over_http1() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let request = |fields: usize| {
+            let mut request = b"GET /h HTTP/1.1\r\nHost: a\r\n".to_vec();
+            for i in 0..fields {
+                request.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+            }
+            request.extend_from_slice(b"Connection: close\r\n\r\n");
+            request
+        };
+        let (_strict, addr) = node_with(&origin, |c| c.limits.max_headers = 20).await;
+        assert!(status_line(&raw(addr, &request(30), RAW_LIMIT).await).starts_with("HTTP/1.1 431"));
+        assert!(status_line(&raw(addr, &request(10), RAW_LIMIT).await).starts_with("HTTP/1.1 200"));
+        let (_lenient, addr) = node_with(&origin, |c| c.limits.max_headers = 150).await;
+        assert!(status_line(&raw(addr, &request(120), RAW_LIMIT).await).starts_with("HTTP/1.1 200"));
+        assert!(status_line(&raw(addr, &request(160), RAW_LIMIT).await).starts_with("HTTP/1.1 431"));
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_an_open_proxy() {
     within(async {

@@ -5,7 +5,9 @@
 //! primary key covers method, scheme, host, path and query; the variant key
 //! adds the request headers named by the stored response's `Vary`.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::LazyLock;
 
 use http::{HeaderMap, HeaderName, header};
 
@@ -13,6 +15,13 @@ use http::{HeaderMap, HeaderName, header};
 /// equal a variant key.
 const PRIMARY_CONTEXT: &str = "holdfast 2026-11 primary cache key";
 const VARIANT_CONTEXT: &str = "holdfast 2026-11 variant cache key";
+
+/// Hashers with each context already absorbed, cloned per key: deriving a
+/// context's key costs more compressions than hashing a short URL, and
+/// every request computes a primary key. The keys are the same as with
+/// `new_derive_key` (disk records stay readable).
+static PRIMARY_HASHER: LazyLock<blake3::Hasher> = LazyLock::new(|| blake3::Hasher::new_derive_key(PRIMARY_CONTEXT));
+static VARIANT_HASHER: LazyLock<blake3::Hasher> = LazyLock::new(|| blake3::Hasher::new_derive_key(VARIANT_CONTEXT));
 
 /// A 32-byte cache key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,9 +50,13 @@ impl Key {
     /// The host is lowercased; callers pass the other fields as they are
     /// meant to be compared (the path is case-sensitive).
     pub fn primary(method: &str, scheme: &str, host: &str, path_and_query: &str) -> Key {
-        let mut hasher = blake3::Hasher::new_derive_key(PRIMARY_CONTEXT);
-        let host = host.to_ascii_lowercase();
-        for field in [method, scheme, host.as_str(), path_and_query] {
+        let mut hasher = PRIMARY_HASHER.clone();
+        // Hosts come lowercased from the handler: no copy then.
+        let host = match host.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => Cow::Owned(host.to_ascii_lowercase()),
+            false => Cow::Borrowed(host),
+        };
+        for field in [method, scheme, host.as_ref(), path_and_query] {
             write_field(&mut hasher, Some(field.as_bytes()));
         }
         Key(*hasher.finalize().as_bytes())
@@ -53,7 +66,7 @@ impl Key {
     /// headers that `vary` names. A header that is absent hashes differently
     /// from a header that is present and empty.
     pub fn variant(&self, vary: &[HeaderName], request: &HeaderMap) -> Key {
-        let mut hasher = blake3::Hasher::new_derive_key(VARIANT_CONTEXT);
+        let mut hasher = VARIANT_HASHER.clone();
         hasher.update(&self.0);
         for name in vary {
             write_field(&mut hasher, Some(name.as_str().as_bytes()));
@@ -248,6 +261,26 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// Keys name the disk tier's files: the shared, pre-keyed hashers must
+    /// give exactly what a fresh `new_derive_key` gives.
+    #[test]
+    fn keys_are_unchanged_by_the_pre_keyed_hashers() {
+        let mut fresh = blake3::Hasher::new_derive_key(PRIMARY_CONTEXT);
+        for field in ["GET", "https", "example.com", "/app.js?v=2"] {
+            write_field(&mut fresh, Some(field.as_bytes()));
+        }
+        let primary = Key::primary("GET", "https", "Example.com", "/app.js?v=2");
+        assert_eq!(primary.0, *fresh.finalize().as_bytes());
+
+        let mut request = HeaderMap::new();
+        request.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let mut fresh = blake3::Hasher::new_derive_key(VARIANT_CONTEXT);
+        fresh.update(&primary.0);
+        write_field(&mut fresh, Some(b"accept-encoding"));
+        write_field(&mut fresh, combined_value(&request, &header::ACCEPT_ENCODING).as_deref());
+        assert_eq!(primary.variant(&[header::ACCEPT_ENCODING], &request).0, *fresh.finalize().as_bytes());
+    }
 
     #[test]
     fn fields_cannot_collide_by_shifting_bytes() {

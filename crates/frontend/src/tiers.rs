@@ -196,7 +196,15 @@ impl Tiers {
             Lookup::Stale(hit) => return Found::Stale(Stored { meta: hit.meta, body: StoredBody::Memory(hit.body) }),
             Lookup::Miss => {}
         }
-        let Some(disk) = self.disk.as_ref().filter(|disk| !disk.surely_absent(primary)) else { return Found::Miss };
+        match self.disk.as_ref().filter(|disk| !disk.surely_absent(primary)) {
+            // Boxed: a memory hit's future stays small (see `route`).
+            Some(disk) => Box::pin(self.lookup_disk(disk, primary, request, now)).await,
+            None => Found::Miss,
+        }
+    }
+
+    /// A memory miss read from the disk tier: one read per key in flight.
+    async fn lookup_disk(&self, disk: &Arc<DiskTier>, primary: &Key, request: &HeaderMap, now: SystemTime) -> Found {
         let epoch = self.epoch();
         let cell = {
             let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());

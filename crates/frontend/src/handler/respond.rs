@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use holdfast_cache::{Meta, control, encoding};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 
@@ -58,14 +58,21 @@ pub(crate) fn empty() -> ResponseBody {
 /// request that came through another cache (it has `Via`: an edge asking
 /// its shield) gets them, so every tier obeys the same instructions.
 fn strip_targeted_fields(request: &ClientRequest, headers: &mut HeaderMap) {
-    if request.headers.contains_key(header::VIA) {
+    let Some(targets) = targets_to_strip(request) else { return };
+    let is_targeted = |name: &HeaderName| control::is_targeted_field(name, targets);
+    if !headers.keys().any(is_targeted) {
         return;
     }
-    let targets = &request.routing.config.policy.targets;
-    let names: Vec<_> = headers.keys().filter(|name| control::is_targeted_field(name, targets)).cloned().collect();
+    let names: Vec<_> = headers.keys().filter(|name| is_targeted(name)).cloned().collect();
     for name in names {
         headers.remove(name);
     }
+}
+
+/// The targeted fields this response must not carry, if any (see
+/// [`strip_targeted_fields`]).
+fn targets_to_strip(request: &ClientRequest) -> Option<&[HeaderName]> {
+    (!request.headers.contains_key(header::VIA)).then_some(&request.routing.config.policy.targets[..])
 }
 
 fn set_result(headers: &mut HeaderMap, result: CacheResult, detail: &str) {
@@ -156,8 +163,11 @@ pub(crate) fn from_store(request: &ClientRequest, hit: Stored, result: CacheResu
     let meta = &hit.meta;
     // Room for the fields added below, so they never grow (and rehash) the map.
     let mut headers = HeaderMap::with_capacity(meta.headers.len() + ADDED_ON_HIT);
+    let strip = targets_to_strip(request);
     for (name, value) in meta.headers.iter() {
-        headers.append(name.clone(), value);
+        if !strip.is_some_and(|targets| control::is_targeted_field(name, targets)) {
+            headers.append(name.clone(), value);
+        }
     }
     let age = meta.age(now);
     headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
@@ -170,7 +180,6 @@ pub(crate) fn from_store(request: &ClientRequest, hit: Stored, result: CacheResu
         CacheResult::Stale => set_result(&mut headers, result, "hit; detail=stale-origin-error"),
         _ => set_result(&mut headers, result, "fwd=method"),
     }
-    strip_targeted_fields(request, &mut headers);
     let answer = |response| Answer { response, result, site: Some(request.site), origin: None, fetched: false };
     if meta.status == StatusCode::OK && conditional::not_modified(&request.headers, &headers, meta.stored_at) {
         return answer(not_modified(&headers));

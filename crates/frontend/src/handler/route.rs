@@ -94,12 +94,15 @@ impl Handler {
 
         if request.method != Method::GET && request.method != Method::HEAD {
             if routing.config.pass_methods.contains(&request.method) {
-                return Ok(self.pass(request, body).await);
+                return Ok(Box::pin(self.pass(request, body)).await);
             }
             return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
         }
 
         // HEAD shares GET's entry: a HEAD miss fills the cache with a GET.
+        // The fill and the disk read are boxed: their futures are large,
+        // and a hit, which needs neither, is moved whole into its task
+        // (HTTP/2 and HTTP/3 spawn one per request) and polled as one.
         let primary = Key::primary("GET", scheme, &request.host, &request.path_and_query);
         let now = SystemTime::now();
         Ok(match self.tiers.lookup(&primary, &request.headers, now).await {
@@ -117,10 +120,10 @@ impl Handler {
                 answer.fetched = started;
                 answer
             }
-            Found::Stale(hit) => self.fill(&request, primary, Some(hit)).await,
+            Found::Stale(hit) => Box::pin(self.fill(&request, primary, Some(hit))).await,
             Found::Miss => match self.range_of_partial(&request, &primary, now) {
                 Some(answer) => answer,
-                None => self.fill(&request, primary, None).await,
+                None => Box::pin(self.fill(&request, primary, None)).await,
             },
         })
     }
