@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::LazyLock;
 
+use blake3::hazmat::{ContextKey, HasherExt, hash_derive_key_context};
 use http::{HeaderMap, HeaderName, header};
 
 /// Domain separation for the two kinds of key, so a primary key can never
@@ -16,12 +17,12 @@ use http::{HeaderMap, HeaderName, header};
 const PRIMARY_CONTEXT: &str = "holdfast 2026-11 primary cache key";
 const VARIANT_CONTEXT: &str = "holdfast 2026-11 variant cache key";
 
-/// Hashers with each context already absorbed, cloned per key: deriving a
-/// context's key costs more compressions than hashing a short URL, and
-/// every request computes a primary key. The keys are the same as with
-/// `new_derive_key` (disk records stay readable).
-static PRIMARY_HASHER: LazyLock<blake3::Hasher> = LazyLock::new(|| blake3::Hasher::new_derive_key(PRIMARY_CONTEXT));
-static VARIANT_HASHER: LazyLock<blake3::Hasher> = LazyLock::new(|| blake3::Hasher::new_derive_key(VARIANT_CONTEXT));
+/// Each context's derived key, computed once: deriving it costs more
+/// compressions than hashing a short URL, and every request computes a
+/// primary key. The keys are the same as with `new_derive_key` (disk
+/// records stay readable).
+static PRIMARY_CONTEXT_KEY: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(PRIMARY_CONTEXT));
+static VARIANT_CONTEXT_KEY: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(VARIANT_CONTEXT));
 
 /// A 32-byte cache key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,7 +51,7 @@ impl Key {
     /// The host is lowercased; callers pass the other fields as they are
     /// meant to be compared (the path is case-sensitive).
     pub fn primary(method: &str, scheme: &str, host: &str, path_and_query: &str) -> Key {
-        let mut hasher = PRIMARY_HASHER.clone();
+        let mut hasher = blake3::Hasher::new_from_context_key(&PRIMARY_CONTEXT_KEY);
         // Hosts come lowercased from the handler: no copy then.
         let host = match host.bytes().any(|b| b.is_ascii_uppercase()) {
             true => Cow::Owned(host.to_ascii_lowercase()),
@@ -66,7 +67,7 @@ impl Key {
     /// headers that `vary` names. A header that is absent hashes differently
     /// from a header that is present and empty.
     pub fn variant(&self, vary: &[HeaderName], request: &HeaderMap) -> Key {
-        let mut hasher = VARIANT_HASHER.clone();
+        let mut hasher = blake3::Hasher::new_from_context_key(&VARIANT_CONTEXT_KEY);
         hasher.update(&self.0);
         for name in vary {
             write_field(&mut hasher, Some(name.as_str().as_bytes()));
@@ -262,10 +263,11 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    /// Keys name the disk tier's files: the shared, pre-keyed hashers must
+    /// Keys name the disk tier's files: hashers made from the derived
+    /// context keys must
     /// give exactly what a fresh `new_derive_key` gives.
     #[test]
-    fn keys_are_unchanged_by_the_pre_keyed_hashers() {
+    fn keys_are_unchanged_by_the_derived_context_keys() {
         let mut fresh = blake3::Hasher::new_derive_key(PRIMARY_CONTEXT);
         for field in ["GET", "https", "example.com", "/app.js?v=2"] {
             write_field(&mut fresh, Some(field.as_bytes()));

@@ -189,22 +189,36 @@ impl Tiers {
     }
 
     /// Memory, then disk (one read per key in flight; promotion of what
-    /// fits). `request` carries the normalised Accept-Encoding.
+    /// fits). `request` carries the normalised Accept-Encoding. (The
+    /// handler calls the two halves itself, so a hit never awaits.)
+    #[cfg(test)]
     pub(crate) async fn lookup(&self, primary: &Key, request: &HeaderMap, now: SystemTime) -> Found {
-        match self.memory.lookup(primary, request, now) {
-            Lookup::Fresh(hit) => return Found::Fresh(Stored { meta: hit.meta, body: StoredBody::Memory(hit.body) }),
-            Lookup::Stale(hit) => return Found::Stale(Stored { meta: hit.meta, body: StoredBody::Memory(hit.body) }),
-            Lookup::Miss => {}
-        }
-        match self.disk.as_ref().filter(|disk| !disk.surely_absent(primary)) {
-            // Boxed: a memory hit's future stays small (see `route`).
-            Some(disk) => Box::pin(self.lookup_disk(disk, primary, request, now)).await,
-            None => Found::Miss,
+        match self.lookup_memory(primary, request, now) {
+            Found::Miss => self.lookup_disk(primary, request, now).await,
+            found => found,
         }
     }
 
+    /// The memory tier alone: no waiting, so a hit is answered in the
+    /// request's first poll. A miss here is for [`Tiers::lookup_disk`]
+    /// when [`Tiers::may_be_on_disk`].
+    pub(crate) fn lookup_memory(&self, primary: &Key, request: &HeaderMap, now: SystemTime) -> Found {
+        match self.memory.lookup(primary, request, now) {
+            Lookup::Fresh(hit) => Found::Fresh(Stored { meta: hit.meta, body: StoredBody::Memory(hit.body) }),
+            Lookup::Stale(hit) => Found::Stale(Stored { meta: hit.meta, body: StoredBody::Memory(hit.body) }),
+            Lookup::Miss => Found::Miss,
+        }
+    }
+
+    /// Whether a memory miss is worth a disk read: there is a disk tier,
+    /// and its scanned index does not rule the key out.
+    pub(crate) fn may_be_on_disk(&self, primary: &Key) -> bool {
+        self.disk.as_ref().is_some_and(|disk| !disk.surely_absent(primary))
+    }
+
     /// A memory miss read from the disk tier: one read per key in flight.
-    async fn lookup_disk(&self, disk: &Arc<DiskTier>, primary: &Key, request: &HeaderMap, now: SystemTime) -> Found {
+    pub(crate) async fn lookup_disk(&self, primary: &Key, request: &HeaderMap, now: SystemTime) -> Found {
+        let Some(disk) = self.disk.as_ref().filter(|disk| !disk.surely_absent(primary)) else { return Found::Miss };
         let epoch = self.epoch();
         let cell = {
             let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());

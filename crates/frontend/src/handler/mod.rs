@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 pub use purge::{PurgeReport, PurgeTarget};
 pub(crate) use route::ClientRequest;
+use route::Routed;
 pub use site::{Routing, Site};
 pub use top::{TopReport, TopUrl};
 
@@ -303,8 +304,11 @@ impl Handler {
         // the connection: close it rather than read on from there.
         let close_on_refusal = parts.version <= Version::HTTP_11
             && (!body.is_end_stream() || parts.headers.contains_key(header::TRANSFER_ENCODING));
-        let answer = match self.route(&routing, parts, body, scheme).instrument(span.clone()).await {
-            Ok(answer) => answer,
+        let routed = span.in_scope(|| self.route(&routing, parts, body, scheme));
+        let answer = match routed {
+            Ok(Routed::Now(answer)) => answer,
+            // Boxed: see `route`.
+            Ok(later) => Box::pin(self.route_later(later).instrument(span.clone())).await,
             Err(refusal) => {
                 let mut answer = respond::refused(&routing, refusal);
                 if close_on_refusal {

@@ -53,14 +53,38 @@ impl ClientRequest {
     }
 }
 
+/// What routing decided without waiting, and the work left that waits
+/// (on the disk or the origin).
+pub(super) enum Routed<B> {
+    /// Answered at once: a memory hit (or a stale one served while it
+    /// refreshes), a kept range.
+    Now(Answer),
+    /// Relayed to the origin uncached (a configured method).
+    Pass(ClientRequest, B),
+    /// A memory miss the disk tier may hold.
+    Disk(ClientRequest, Key, SystemTime),
+    /// A miss, or a stale copy to revalidate: the coalesced fill.
+    Fill(ClientRequest, Key, Option<Stored>),
+}
+
+/// A lookup's outcome: answered, or a fill (with the stale copy, if any).
+enum AfterLookup {
+    Answer(Answer),
+    Fill(Option<Stored>),
+}
+
 impl Handler {
-    pub(super) async fn route<B>(
+    /// The part of a request's path that never waits: checks, host, key
+    /// and the memory tier. A hit is answered here in the first poll, so
+    /// the future a protocol keeps (and moves into its task) per request
+    /// is small; what waits runs in [`Handler::route_later`], boxed.
+    pub(super) fn route<B>(
         &self,
         routing: &Arc<Routing>,
         parts: Parts,
         body: B,
         scheme: &'static str,
-    ) -> Result<Answer, Refusal>
+    ) -> Result<Routed<B>, Refusal>
     where
         B: Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
@@ -94,38 +118,68 @@ impl Handler {
 
         if request.method != Method::GET && request.method != Method::HEAD {
             if routing.config.pass_methods.contains(&request.method) {
-                return Ok(Box::pin(self.pass(request, body)).await);
+                return Ok(Routed::Pass(request, body));
             }
             return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
         }
 
         // HEAD shares GET's entry: a HEAD miss fills the cache with a GET.
-        // The fill and the disk read are boxed: their futures are large,
-        // and a hit, which needs neither, is moved whole into its task
-        // (HTTP/2 and HTTP/3 spawn one per request) and polled as one.
         let primary = Key::primary("GET", scheme, &request.host, &request.path_and_query);
         let now = SystemTime::now();
-        Ok(match self.tiers.lookup(&primary, &request.headers, now).await {
-            Found::Fresh(hit) => respond::from_store(&request, hit, CacheResult::Hit, now),
+        let found = self.tiers.lookup_memory(&primary, &request.headers, now);
+        if matches!(found, Found::Miss) && self.tiers.may_be_on_disk(&primary) {
+            return Ok(Routed::Disk(request, primary, now));
+        }
+        Ok(match self.after_lookup(&request, &primary, found, now) {
+            AfterLookup::Answer(answer) => Routed::Now(answer),
+            AfterLookup::Fill(stale) => Routed::Fill(request, primary, stale),
+        })
+    }
+
+    /// The rest of a request that [`Handler::route`] could not answer at once.
+    pub(super) async fn route_later<B>(&self, routed: Routed<B>) -> Answer
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (request, primary, stale) = match routed {
+            Routed::Now(answer) => return answer,
+            Routed::Pass(request, body) => return self.pass(request, body).await,
+            Routed::Disk(request, primary, now) => {
+                let found = self.tiers.lookup_disk(&primary, &request.headers, now).await;
+                match self.after_lookup(&request, &primary, found, now) {
+                    AfterLookup::Answer(answer) => return answer,
+                    AfterLookup::Fill(stale) => (request, primary, stale),
+                }
+            }
+            Routed::Fill(request, primary, stale) => (request, primary, stale),
+        };
+        self.fill(&request, primary, stale).await
+    }
+
+    /// What the tiers found for a GET or HEAD: an answer now, or a fill.
+    fn after_lookup(&self, request: &ClientRequest, primary: &Key, found: Found, now: SystemTime) -> AfterLookup {
+        match found {
+            Found::Fresh(hit) => AfterLookup::Answer(respond::from_store(request, hit, CacheResult::Hit, now)),
             Found::Stale(hit) if hit.meta.within_stale_while_revalidate(now) => {
                 // Serve the stale copy now; one background refresh per key.
                 // Without room for another fill the refresh waits for a later request.
-                let key = coalescing_key(&primary, Some(&hit), &request.headers, false);
+                let key = coalescing_key(primary, Some(&hit), &request.headers, false);
                 let refresh = self
                     .inflight
-                    .join_or_start(key, || FillJob::fill(&request, &self.tiers, primary, Some(hit.clone())));
+                    .join_or_start(key, || FillJob::fill(request, &self.tiers, *primary, Some(hit.clone())));
                 let started = matches!(refresh, Ok((_, true)));
                 drop(refresh);
-                let mut answer = respond::from_store(&request, hit, CacheResult::Stale, now);
+                let mut answer = respond::from_store(request, hit, CacheResult::Stale, now);
                 answer.fetched = started;
-                answer
+                AfterLookup::Answer(answer)
             }
-            Found::Stale(hit) => Box::pin(self.fill(&request, primary, Some(hit))).await,
-            Found::Miss => match self.range_of_partial(&request, &primary, now) {
-                Some(answer) => answer,
-                None => Box::pin(self.fill(&request, primary, None)).await,
+            Found::Stale(hit) => AfterLookup::Fill(Some(hit)),
+            Found::Miss => match self.range_of_partial(request, primary, now) {
+                Some(answer) => AfterLookup::Answer(answer),
+                None => AfterLookup::Fill(None),
             },
-        })
+        }
     }
 
     /// A range answered from a partial object (206 segments kept): only
