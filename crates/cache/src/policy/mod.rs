@@ -308,7 +308,21 @@ pub fn parse_http_date(text: &str) -> Option<SystemTime> {
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) and fields the cache recomputes.
-/// They are dropped before a response head is stored or relayed.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// Drops the hop-by-hop fields, and those `Connection` names, before a
+/// response head is stored or relayed. One pass over the fields present
+/// (every miss runs it), then a removal for each one found.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -317,20 +331,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::TE,
-        header::TRAILER,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-    ] {
+    let doomed: Vec<HeaderName> =
+        headers.keys().filter(|name| HOP_BY_HOP.contains(name) || named.contains(name)).cloned().collect();
+    for name in doomed {
         headers.remove(name);
     }
 }

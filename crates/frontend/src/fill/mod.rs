@@ -323,7 +323,9 @@ impl Inflight {
         fills.insert(key, Arc::clone(&fill));
         drop(fills);
         let job = start();
-        tokio::spawn(job.run(fill, Some((Arc::clone(self), key))));
+        // Boxed: the fill's future is kilobytes, and a task's future is
+        // moved when it is spawned and when it finishes.
+        tokio::spawn(Box::pin(job.run(fill, Some((Arc::clone(self), key)))));
         Ok((reader, true))
     }
 
@@ -332,7 +334,7 @@ impl Inflight {
     pub(crate) fn start_alone(&self, job: FillJob) -> FillReader {
         let fill = Fill::new(&self.budget);
         let reader = fill.join().expect("a new fill accepts readers");
-        tokio::spawn(job.run(fill, None));
+        tokio::spawn(Box::pin(job.run(fill, None)));
         reader
     }
 

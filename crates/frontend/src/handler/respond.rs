@@ -279,12 +279,18 @@ pub(crate) fn from_origin(
         };
     }
     let mut headers = head.headers.clone();
-    let detail = match (result, head.storable) {
-        (CacheResult::Pass, _) => format!("fwd=method; fwd-status={}", head.status.as_u16()),
-        (_, Ok(())) => format!("fwd=uri-miss; fwd-status={}; stored", head.status.as_u16()),
-        (_, Err(reason)) => format!("fwd=uri-miss; fwd-status={}; detail={}", head.status.as_u16(), reason.as_str()),
-    };
-    set_result(&mut headers, result, &detail);
+    let status = head.status.as_u16();
+    match (result, head.storable) {
+        (CacheResult::Pass, _) => {
+            set_result_with(&mut headers, result, format_args!("fwd=method; fwd-status={status}"))
+        }
+        (_, Ok(())) => set_result_with(&mut headers, result, format_args!("fwd=uri-miss; fwd-status={status}; stored")),
+        (_, Err(reason)) => set_result_with(
+            &mut headers,
+            result,
+            format_args!("fwd=uri-miss; fwd-status={status}; detail={}", reason.as_str()),
+        ),
+    }
     strip_targeted_fields(request, &mut headers);
     let origin = Some(head.origin.clone());
     if head.status == StatusCode::OK
