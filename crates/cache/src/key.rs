@@ -264,8 +264,7 @@ mod tests {
     use http::HeaderValue;
 
     /// Keys name the disk tier's files: hashers made from the derived
-    /// context keys must
-    /// give exactly what a fresh `new_derive_key` gives.
+    /// context keys must give exactly what a fresh `new_derive_key` gives.
     #[test]
     fn keys_are_unchanged_by_the_derived_context_keys() {
         let mut fresh = blake3::Hasher::new_derive_key(PRIMARY_CONTEXT);

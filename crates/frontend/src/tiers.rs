@@ -194,7 +194,7 @@ impl Tiers {
     #[cfg(test)]
     pub(crate) async fn lookup(&self, primary: &Key, request: &HeaderMap, now: SystemTime) -> Found {
         match self.lookup_memory(primary, request, now) {
-            Found::Miss => self.lookup_disk(primary, request, now).await,
+            Found::Miss if self.may_be_on_disk(primary) => self.lookup_disk(primary, request, now).await,
             found => found,
         }
     }
@@ -217,8 +217,9 @@ impl Tiers {
     }
 
     /// A memory miss read from the disk tier: one read per key in flight.
+    /// Callers ask [`Tiers::may_be_on_disk`] first.
     pub(crate) async fn lookup_disk(&self, primary: &Key, request: &HeaderMap, now: SystemTime) -> Found {
-        let Some(disk) = self.disk.as_ref().filter(|disk| !disk.surely_absent(primary)) else { return Found::Miss };
+        let Some(disk) = self.disk.as_ref() else { return Found::Miss };
         let epoch = self.epoch();
         let cell = {
             let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());

@@ -308,21 +308,26 @@ pub fn parse_http_date(text: &str) -> Option<SystemTime> {
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) and fields the cache recomputes.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-];
+/// A match on the (lowercase) name: a `const` array of names would be built
+/// again for every field compared.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "keep-alive"
+            | "proxy-connection"
+    )
+}
 
 /// Drops the hop-by-hop fields, and those `Connection` names, before a
 /// response head is stored or relayed. One pass over the fields present
-/// (every miss runs it), then a removal for each one found.
+/// (every miss runs it, twice), then a removal for each one found.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -332,7 +337,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
     let doomed: Vec<HeaderName> =
-        headers.keys().filter(|name| HOP_BY_HOP.contains(name) || named.contains(name)).cloned().collect();
+        headers.keys().filter(|name| is_hop_by_hop(name) || named.contains(name)).cloned().collect();
     for name in doomed {
         headers.remove(name);
     }
