@@ -8,7 +8,10 @@
 # Counts, after a warm-up, user-space instructions of the whole node per
 # request for: h1 (HTTP/1.1 keep-alive over 2,000 cached 4 KiB objects,
 # h2load --h1 -c 8) and h2tls (HTTP/2 over TLS, one 1 KiB object, h2load
-# -c 4 -m 4). The origin is a `dir:` origin in OUT_DIR, so nothing else runs.
+# -c 4 -m 4) and, if oha is installed with HTTP/3 (`cargo install oha
+# --features http3`), h3 (HTTP/3, one 1 KiB object, oha -c 4, one request at
+# a time per connection as browsers and the kit's h3-1k do). The origin is a
+# `dir:` origin in OUT_DIR, so nothing else runs.
 # Kernel time (the sockets) is not counted: this is what the code controls.
 #
 # Env: HOLDFAST_BIN (a binary to measure instead of building one),
@@ -42,13 +45,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 pid=""
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; true' EXIT
 
-# count NAME WARMUP_CMD MEASURED_CMD: instructions per request of MEASURED_CMD.
+# count NAME WARMUP_CMD MEASURED_CMD [SUCCESS_PATTERN]: instructions per
+# request of MEASURED_CMD, whose output must match SUCCESS_PATTERN.
 count() {
-  local name=$1 warm=$2 measured=$3
+  local name=$1 warm=$2 measured=$3 success=${4:-"$requests succeeded"}
   HOLDFAST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out/$name.cg" \
     "$bin" serve --listen "127.0.0.1:$port" --origin "dir:$out/assets" \
     --tls-listen "127.0.0.1:$tls_port" --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
-    --admin-listen "" >"$out/$name.log" 2>&1 &
+    --h3 --admin-listen "" >"$out/$name.log" 2>&1 &
   pid=$!
   local i
   for i in $(seq 600); do
@@ -58,7 +62,7 @@ count() {
   eval "$warm" >/dev/null 2>&1
   callgrind_control -z "$pid" >/dev/null 2>&1
   eval "$measured" >"$out/$name.load" 2>&1
-  grep -q "$requests succeeded" "$out/$name.load" || { echo "$name: not every request succeeded"; cat "$out/$name.load"; exit 1; }
+  grep -q "$success" "$out/$name.load" || { echo "$name: not every request succeeded"; cat "$out/$name.load"; exit 1; }
   callgrind_control -d "$pid" >/dev/null 2>&1
   kill "$pid"
   wait "$pid" 2>/dev/null || true
@@ -75,3 +79,12 @@ count h1 \
 count h2tls \
   "h2load -n 2000 -c 4 -m 4 https://127.0.0.1:$tls_port/1k.bin" \
   "h2load -n $requests -c 4 -m 4 https://127.0.0.1:$tls_port/1k.bin" | tee -a "$out/summary.txt"
+if command -v oha >/dev/null; then
+  oha="oha --http-version 3 --insecure --ipv4 --no-tui --output-format json -c 4"
+  count h3 \
+    "$oha -n 2000 https://127.0.0.1:$tls_port/1k.bin" \
+    "$oha -n $requests https://127.0.0.1:$tls_port/1k.bin" \
+    "\"200\": *$requests\\b" | tee -a "$out/summary.txt"
+else
+  echo "h3: skipped (oha with HTTP/3 not installed)" | tee -a "$out/summary.txt"
+fi

@@ -340,3 +340,50 @@ async fn a_drain_closes_idle_connections_at_once() {
     })
     .await
 }
+
+/// Response fields reach an HTTP/3 client byte for byte however the node's
+/// QPACK encoder writes each string: Huffman-coded when that saves over a
+/// quarter, raw otherwise (digits and rare punctuation, obs-text bytes),
+/// from the origin's reply (MISS) and from the stored copy (HIT). The
+/// encoder is holdfast's patch of h3 (crates/vendor/h3/PATCHES.md); the
+/// client decodes with h3's own decoder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_fields_arrive_intact_however_qpack_codes_them() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let fields: Vec<(&'static str, Vec<u8>)> = vec![
+            ("x-huffman", b"public, max-age=31536000, immutable".to_vec()),
+            ("x-rare", b"{}[]<>^~|`\\#$@".to_vec()),
+            ("x-obs-text", (0x80..=0xffu8).collect()),
+            ("x-every-visible", (0x21..=0x7eu8).collect()),
+            ("x-long", b"abcdefghij0123456789".repeat(60)),
+            ("x-mixed", b"a\xe9b\tc d;e=\"f\"".to_vec()),
+        ];
+        let mut reply = Reply::ok("fields");
+        for (name, value) in &fields {
+            reply.headers.push((http::HeaderName::from_static(name), http::HeaderValue::from_bytes(value).unwrap()));
+        }
+        origin.route("/fields", reply);
+        let certs = certs("h3-fields", &[&["localhost"]]);
+        let node = h3_node(&origin, &certs, |_| {}).await;
+        let endpoint = client(&[certs.pairs[0].2.clone()], |_| {});
+        let connection = endpoint.connect(node.h3_addrs[0], "localhost").unwrap().await.unwrap();
+        let mut sender = h3_over(connection).await;
+        for expected in ["MISS", "HIT"] {
+            let request = http::Request::get("https://localhost/fields").body(()).unwrap();
+            let mut stream = sender.send_request(request).await.unwrap();
+            stream.finish().await.unwrap();
+            let response = stream.recv_response().await.unwrap();
+            assert_eq!(response.headers()["x-cache"], expected);
+            for (name, value) in &fields {
+                assert_eq!(
+                    response.headers().get(*name).map(|v| v.as_bytes()),
+                    Some(&value[..]),
+                    "{name} ({expected})"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&certs.dir);
+    })
+    .await
+}
