@@ -34,6 +34,31 @@ async fn an_origin_maintenance_page_is_relayed() {
     .await
 }
 
+/// An origin that answers 503 is up, not restarting: a miss stops
+/// retrying it after `answered_error_hold` and relays its answer, long
+/// before the hold budget meant for an origin that cannot be reached
+/// (a client would have given up by then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answering_origin_is_not_held_for_the_whole_budget() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/app.js", Reply::ok("overloaded").status(503).without("cache-control"));
+        let (_node, addr) = node_with(&origin, |c| {
+            c.origin.hold_budget = Duration::from_secs(600);
+            c.origin.answered_error_hold = Duration::from_millis(300);
+            c.origin.health_check_path = String::new();
+        })
+        .await;
+        let response = tokio::time::timeout(Duration::from_secs(20), get(addr, "/app.js"))
+            .await
+            .expect("answered within the answered-error hold, not the 600 s hold budget");
+        assert_eq!(response.status, 503);
+        assert_eq!(response.bytes().as_ref(), b"overloaded");
+        assert!(origin.hits("/app.js") >= 2, "retried before giving up");
+    })
+    .await
+}
+
 /// One URL's 503s eject the only origin; a POST (which cannot wait) and a
 /// GET for another URL still get an attempt, and their answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,10 +171,13 @@ fn parse_surrogate_control(headers: &HeaderMap) -> Option<ResponseDirectives> {
     any.then_some(out)
 }
 
-/// Whether `name` is a field that targets caches (removed from responses
-/// to clients that are not caches themselves).
+/// Whether `name` is a field aimed at this node alone (removed from
+/// responses to clients that are not caches themselves): Surrogate-Control
+/// and the operator's own targeted fields. Never CDN-Cache-Control: it
+/// targets every CDN cache (RFC 9213 §3), and another may sit between this
+/// node and the browser without sending Via, so it is forwarded.
 pub fn is_targeted_field(name: &HeaderName, targets: &[HeaderName]) -> bool {
-    *name == SURROGATE_CONTROL || *name == CDN_CACHE_CONTROL || targets.contains(name)
+    *name != CDN_CACHE_CONTROL && (*name == SURROGATE_CONTROL || targets.contains(name))
 }
 
 /// Splits a Cache-Control value into `(name, argument)` pairs, honouring

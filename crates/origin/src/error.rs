@@ -38,6 +38,14 @@ pub enum OriginErrorKind {
 }
 
 impl OriginErrorKind {
+    /// Whether the origin was up when this happened: it answered an error
+    /// status, or took the request and closed the connection without a
+    /// response. Refusals, unreachable addresses and ejections are not
+    /// answers: they are what a restarting origin looks like.
+    pub fn is_answer(&self) -> bool {
+        matches!(self, OriginErrorKind::Status(_) | OriginErrorKind::Protocol(_))
+    }
+
     /// The status a client gets when this is the last error of a request:
     /// 504 for timeouts, 503 when the origin is down (refused, ejected, or
     /// said so itself), 502 for everything else the origin got wrong.

@@ -11,6 +11,12 @@ pub struct RetryPolicy {
     /// Longest a request waits, across attempts and ejections, for an
     /// origin to answer: long enough to ride out an origin pod restart.
     pub hold_budget: Duration,
+    /// Longest a request keeps retrying an origin that answers but fails
+    /// (502/503/504, or a connection closed without a response): it is up,
+    /// so waiting longer mostly adds load, and the client should get the
+    /// origin's own answer while it still waits for one. Never more than
+    /// `hold_budget`; a refused connection restores the full hold.
+    pub answered_error_hold: Duration,
     /// First backoff; each retry doubles it, up to `max_backoff`, with
     /// equal jitter (a random pause between half and all of it) so waiting
     /// requests do not return in lockstep yet always back off.
@@ -19,6 +25,7 @@ pub struct RetryPolicy {
 }
 
 pub const DEFAULT_HOLD_BUDGET: Duration = Duration::from_secs(10);
+pub const DEFAULT_ANSWERED_ERROR_HOLD: Duration = Duration::from_secs(3);
 pub const DEFAULT_BASE_BACKOFF: Duration = Duration::from_millis(50);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -26,6 +33,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             hold_budget: DEFAULT_HOLD_BUDGET,
+            answered_error_hold: DEFAULT_ANSWERED_ERROR_HOLD,
             base_backoff: DEFAULT_BASE_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
         }
@@ -33,6 +41,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// How long a request that may hold waits in all, given its last
+    /// error: the full hold while the origin cannot be reached, less once
+    /// it answers (see [`RetryPolicy::answered_error_hold`]).
+    pub fn hold_for(&self, last_error: Option<&crate::OriginErrorKind>) -> Duration {
+        if last_error.is_some_and(crate::OriginErrorKind::is_answer) {
+            self.answered_error_hold.min(self.hold_budget)
+        } else {
+            self.hold_budget
+        }
+    }
+
     /// The pause before retry number `retry` (1-based): a random duration
     /// between half and all of `base * 2^(retry-1)`, capped.
     pub fn backoff(&self, retry: u32) -> Duration {
@@ -129,6 +148,19 @@ mod tests {
             let ceiling = policy.base_backoff.saturating_mul(1 << (retry - 1).min(16)).min(policy.max_backoff);
             assert!(d >= ceiling / 2 && d <= ceiling, "retry {retry}: {d:?}");
         }
+    }
+
+    #[test]
+    fn an_answering_origin_is_held_less_than_an_unreachable_one() {
+        let policy = RetryPolicy::default();
+        let status = crate::OriginErrorKind::Status(http::StatusCode::SERVICE_UNAVAILABLE);
+        let ejected = crate::OriginErrorKind::NoHealthyOrigin;
+        assert_eq!(policy.hold_for(None), policy.hold_budget);
+        assert_eq!(policy.hold_for(Some(&ejected)), policy.hold_budget);
+        assert_eq!(policy.hold_for(Some(&status)), policy.answered_error_hold);
+        assert!(policy.answered_error_hold < policy.hold_budget);
+        let short = RetryPolicy { hold_budget: Duration::from_millis(100), ..RetryPolicy::default() };
+        assert_eq!(short.hold_for(Some(&status)), Duration::from_millis(100), "never more than the hold budget");
     }
 
     #[tokio::test(start_paused = true)]

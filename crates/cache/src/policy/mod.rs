@@ -304,7 +304,26 @@ pub fn parse_http_date(text: &str) -> Option<SystemTime> {
         }
     }
     let normal = normal.replace("Gmt", "GMT");
-    httpdate::parse_http_date(&normal).ok()
+    httpdate::parse_http_date(&normal).ok().or_else(|| with_any_day_name(&normal))
+}
+
+/// The date read with its day name ignored: a wrong one ("Thu Aug  8
+/// 02:01:18 2050", a Monday) does not make the date unreadable, as for
+/// browsers and other caches. The date itself says which day it was.
+fn with_any_day_name(text: &str) -> Option<SystemTime> {
+    const SHORT: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const LONG: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    let day_len = text.find(|c: char| !c.is_ascii_alphabetic())?;
+    let names = match day_len {
+        3 => SHORT,
+        6..=9 => LONG,
+        _ => return None,
+    };
+    if !names.contains(&&text[..day_len]) {
+        return None;
+    }
+    let rest = &text[day_len..];
+    names.iter().find_map(|day| httpdate::parse_http_date(&format!("{day}{rest}")).ok())
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) and fields the cache recomputes.

@@ -177,6 +177,11 @@ fn expires_in_every_date_format() {
         ("Sun Nov  6 08:50:37 1994", 60),
         ("SUN, 06 NOV 1994 08:50:37 GMT", 60),
         ("sun, 06 nov 1994 08:50:37 gmt", 60),
+        // A wrong day name (6 Nov 1994 was a Sunday) is ignored.
+        ("Thu Nov  6 08:50:37 1994", 60),
+        ("Mon, 06 Nov 1994 08:50:37 GMT", 60),
+        ("Friday, 06-Nov-94 08:50:37 GMT", 60),
+        ("Xyz, 06 Nov 1994 08:50:37 GMT", 0),
         ("0", 0),
         ("-1", 0),
         ("Sun, 06 Nov 1994 08:48:37 GMT", 0),

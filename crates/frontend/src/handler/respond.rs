@@ -53,10 +53,11 @@ pub(crate) fn empty() -> ResponseBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
-/// Fields that direct caches (CDN-Cache-Control, Surrogate-Control, the
-/// configured targets) are for this node: a browser gets none of them. A
-/// request that came through another cache (it has `Via`: an edge asking
-/// its shield) gets them, so every tier obeys the same instructions.
+/// Fields that direct this node alone (Surrogate-Control, the configured
+/// targets) are not for browsers. A request that came through another
+/// cache (it has `Via`: an edge asking its shield) gets them, so every tier
+/// obeys the same instructions. CDN-Cache-Control, aimed at every CDN, is
+/// always forwarded (see [`control::is_targeted_field`]).
 fn strip_targeted_fields(request: &ClientRequest, headers: &mut HeaderMap) {
     let Some(targets) = targets_to_strip(request) else { return };
     let is_targeted = |name: &HeaderName| control::is_targeted_field(name, targets);

@@ -7,15 +7,35 @@ use super::*;
 async fn rfc_9213_targeted_cache_control() {
     const CASES: &[Case] = &[
         Case {
-            name: "CDN-Cache-Control over Cache-Control, and not sent to clients",
+            name: "CDN-Cache-Control over Cache-Control, and forwarded (other CDNs may be downstream)",
             steps: &[
                 get(
                     Answers(200, &[("cache-control", "no-store"), ("cdn-cache-control", "max-age=600")], ""),
                     200,
                     "MISS",
                 )
-                .fields(&[("cdn-cache-control", None), ("cache-control", Some("no-store"))]),
-                get(NotAsked, 200, "HIT").fields(&[("cdn-cache-control", None)]),
+                .fields(&[("cdn-cache-control", Some("max-age=600")), ("cache-control", Some("no-store"))]),
+                get(NotAsked, 200, "HIT").fields(&[("cdn-cache-control", Some("max-age=600"))]),
+            ],
+        },
+        Case {
+            name: "CDN-Cache-Control: private is obeyed over max-age and Expires, and forwarded",
+            steps: &[
+                get(
+                    Answers(
+                        200,
+                        &[
+                            ("cdn-cache-control", "private"),
+                            ("cache-control", "max-age=10000"),
+                            ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+                        ],
+                        "",
+                    ),
+                    200,
+                    "MISS",
+                )
+                .fields(&[("cdn-cache-control", Some("private"))]),
+                get(Answers(200, FRESH, ""), 200, "MISS"),
             ],
         },
         Case {

@@ -351,6 +351,10 @@ pub struct OriginSection {
     /// How long a request may wait for an origin to come back.
     #[serde(with = "humantime_serde")]
     pub hold_budget: Duration,
+    /// How long a request keeps retrying an origin that answers 502/503/504
+    /// or closes without a response (capped by `hold_budget`).
+    #[serde(with = "humantime_serde")]
+    pub answered_error_hold: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_base_backoff: Duration,
     #[serde(with = "humantime_serde")]
@@ -388,6 +392,7 @@ impl Default for OriginSection {
             header_timeout: holdfast_origin::DEFAULT_HEADER_TIMEOUT,
             body_idle_timeout: holdfast_origin::DEFAULT_BODY_IDLE_TIMEOUT,
             hold_budget: retry.hold_budget,
+            answered_error_hold: retry.answered_error_hold,
             retry_base_backoff: retry.base_backoff,
             retry_max_backoff: retry.max_backoff,
             failure_threshold: health.failure_threshold,

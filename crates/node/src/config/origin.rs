@@ -96,6 +96,7 @@ pub(super) fn origin_config(
     origin.max_connections = section.max_connections;
     origin.retry = RetryPolicy {
         hold_budget: section.hold_budget,
+        answered_error_hold: section.answered_error_hold,
         base_backoff: section.retry_base_backoff,
         max_backoff: section.retry_max_backoff.max(section.retry_base_backoff),
     };

@@ -148,7 +148,12 @@ impl Client {
         inner.stats.requests.inc();
         inner.budget.deposit();
         let started = Instant::now();
-        let deadline = started + if request.hold { inner.config.retry.hold_budget } else { Duration::ZERO };
+        // Recomputed after each attempt: shorter once the origin answers.
+        let may_hold = request.hold;
+        let hold_until = |last: Option<&OriginError>| {
+            started + if may_hold { inner.config.retry.hold_for(last.map(OriginError::kind)) } else { Duration::ZERO }
+        };
+        let mut deadline = hold_until(None);
         let retryable_method =
             request.body.is_none() && (request.method == Method::GET || request.method == Method::HEAD);
         let mut tried = vec![false; inner.targets.len()];
@@ -254,6 +259,7 @@ impl Client {
                     last_answer = None;
                 }
             }
+            deadline = hold_until(last_error.as_ref());
             if tried.iter().all(|t| *t) {
                 // Every origin had its chance: pause before the next round.
                 let now = Instant::now();
