@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{node_with, within};
-use holdfast_test::{FakeOrigin, Protocol, Reply, get, send};
+use holdfast_test::{FakeOrigin, Gate, Protocol, Reply, eventually, get, send};
 
 /// Retries end on the origin's own 503: the client gets that page (status,
 /// body, Retry-After), not holdfast's.
@@ -55,6 +55,36 @@ async fn an_answering_origin_is_not_held_for_the_whole_budget() {
         assert_eq!(response.status, 503);
         assert_eq!(response.bytes().as_ref(), b"overloaded");
         assert!(origin.hits("/app.js") >= 2, "retried before giving up");
+    })
+    .await
+}
+
+/// A dying origin breaks the connection of a request in flight (closed
+/// without a response) and then refuses connections: that is a restart, not
+/// an answer, so the miss keeps the whole hold budget and gets the object
+/// once the origin is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_off_by_a_dying_origin_waits_for_its_restart() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let gate = Gate::new();
+        origin.route("/app.js", Reply::ok("before").hold_head(&gate));
+        let (_node, addr) = node_with(&origin, |c| {
+            c.origin.hold_budget = Duration::from_secs(30);
+            c.origin.answered_error_hold = Duration::from_millis(100);
+            c.origin.health_check_path = String::new();
+        })
+        .await;
+        let request = tokio::spawn(get(addr, "/app.js"));
+        eventually(Duration::from_secs(10), "the origin has the request", || origin.hits("/app.js") == 1).await;
+        origin.stop().await;
+        // Down for many answered-error holds: the restart takes a while.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        origin.route("/app.js", Reply::ok("after"));
+        origin.restart().await;
+        let response = request.await.expect("request task");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.bytes().as_ref(), b"after");
     })
     .await
 }

@@ -41,15 +41,12 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// How long a request that may hold waits in all, given its last
-    /// error: the full hold while the origin cannot be reached, less once
-    /// it answers (see [`RetryPolicy::answered_error_hold`]).
-    pub fn hold_for(&self, last_error: Option<&crate::OriginErrorKind>) -> Duration {
-        if last_error.is_some_and(crate::OriginErrorKind::is_answer) {
-            self.answered_error_hold.min(self.hold_budget)
-        } else {
-            self.hold_budget
-        }
+    /// How long a request that may hold waits in all: the full hold while
+    /// the origin cannot be reached, less while it answers with errors (see
+    /// [`RetryPolicy::answered_error_hold`] and
+    /// [`OriginErrorKind::is_answer`](crate::OriginErrorKind::is_answer)).
+    pub fn hold_for(&self, answering: bool) -> Duration {
+        if answering { self.answered_error_hold.min(self.hold_budget) } else { self.hold_budget }
     }
 
     /// The pause before retry number `retry` (1-based): a random duration
@@ -153,14 +150,15 @@ mod tests {
     #[test]
     fn an_answering_origin_is_held_less_than_an_unreachable_one() {
         let policy = RetryPolicy::default();
-        let status = crate::OriginErrorKind::Status(http::StatusCode::SERVICE_UNAVAILABLE);
-        let ejected = crate::OriginErrorKind::NoHealthyOrigin;
-        assert_eq!(policy.hold_for(None), policy.hold_budget);
-        assert_eq!(policy.hold_for(Some(&ejected)), policy.hold_budget);
-        assert_eq!(policy.hold_for(Some(&status)), policy.answered_error_hold);
+        assert_eq!(policy.hold_for(false), policy.hold_budget);
+        assert_eq!(policy.hold_for(true), policy.answered_error_hold);
         assert!(policy.answered_error_hold < policy.hold_budget);
         let short = RetryPolicy { hold_budget: Duration::from_millis(100), ..RetryPolicy::default() };
-        assert_eq!(short.hold_for(Some(&status)), Duration::from_millis(100), "never more than the hold budget");
+        assert_eq!(short.hold_for(true), Duration::from_millis(100), "never more than the hold budget");
+        let status = crate::OriginErrorKind::Status(http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(status.is_answer());
+        assert!(!crate::OriginErrorKind::NoHealthyOrigin.is_answer());
+        assert!(!crate::OriginErrorKind::Busy(1).is_answer());
     }
 
     #[tokio::test(start_paused = true)]

@@ -45,6 +45,11 @@ struct Target {
     /// One permit per request in progress (`max_connections`).
     slots: Arc<tokio::sync::Semaphore>,
     latency: MemberLatency,
+    /// Whether its latest failure was an answer (an error status, or a
+    /// connection closed without a response) rather than a refusal: every
+    /// request that holds for it reads this, so one request's refused
+    /// connect gives all of them the full hold again.
+    answering: std::sync::atomic::AtomicBool,
 }
 
 /// Statuses that mean "this origin cannot answer now": retried for GET and
@@ -75,6 +80,7 @@ impl Client {
                 health: Health::new(),
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1))),
                 latency: MemberLatency::default(),
+                answering: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
         Client { inner: Arc::new(Inner { config, http, targets, budget, stats }) }
@@ -148,12 +154,16 @@ impl Client {
         inner.stats.requests.inc();
         inner.budget.deposit();
         let started = Instant::now();
-        // Recomputed after each attempt: shorter once the origin answers.
+        // Recomputed as attempts go: shorter while the origin last tried
+        // answers with errors, the full hold while it cannot be reached.
         let may_hold = request.hold;
-        let hold_until = |last: Option<&OriginError>| {
-            started + if may_hold { inner.config.retry.hold_for(last.map(OriginError::kind)) } else { Duration::ZERO }
+        let hold_until = |last_tried: Option<usize>| {
+            let answering =
+                last_tried.is_some_and(|i| inner.targets[i].answering.load(std::sync::atomic::Ordering::Relaxed));
+            started + if may_hold { inner.config.retry.hold_for(answering) } else { Duration::ZERO }
         };
-        let mut deadline = hold_until(None);
+        let mut last_tried: Option<usize> = None;
+        let mut deadline;
         let retryable_method =
             request.body.is_none() && (request.method == Method::GET || request.method == Method::HEAD);
         let mut tried = vec![false; inner.targets.len()];
@@ -164,6 +174,7 @@ impl Client {
         // not a page of ours.
         let mut last_answer: Option<(String, ErrorAnswer)> = None;
         let result = loop {
+            deadline = hold_until(last_tried);
             let pass_done = tried.iter().all(|t| *t);
             if attempts > 0 && (!retryable_method || (pass_done && Instant::now() >= deadline)) {
                 break Err(last_error.take());
@@ -240,6 +251,7 @@ impl Client {
                 Ok(response) if retryable_method && status_is_retryable(response.status()) => {
                     let status = response.status();
                     inner.record_failure(index);
+                    target.answering.store(true, std::sync::atomic::Ordering::Relaxed);
                     last_error = Some(OriginError::new(OriginErrorKind::Status(status), target.label.clone()));
                     last_answer = ErrorAnswer::read(response, inner.config.body_idle_timeout)
                         .await
@@ -254,12 +266,14 @@ impl Client {
                 }
                 Err(kind) => {
                     inner.record_failure(index);
+                    target.answering.store(kind.is_answer(), std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!(origin = %target.label, error = %ErrorChain(&kind), attempt = attempts, "origin attempt failed");
                     last_error = Some(OriginError::new(kind, target.label.clone()));
                     last_answer = None;
                 }
             }
-            deadline = hold_until(last_error.as_ref());
+            last_tried = Some(index);
+            deadline = hold_until(last_tried);
             if tried.iter().all(|t| *t) {
                 // Every origin had its chance: pause before the next round.
                 let now = Instant::now();

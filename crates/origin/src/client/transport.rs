@@ -116,7 +116,8 @@ impl Inner {
             via: HeaderValue::from_static("1.1 holdfast-health-check"),
             headers: http::HeaderMap::new(),
         };
-        let healthy = match self.send_http(authority, *tls, &mut request).await {
+        let outcome = self.send_http(authority, *tls, &mut request).await;
+        let healthy = match &outcome {
             Ok(response) => !response.status().is_server_error(),
             Err(_) => false,
         };
@@ -124,6 +125,9 @@ impl Inner {
             target.health.success();
         } else {
             self.record_failure(index);
+            // A refused check tells holding requests the origin is down, not failing.
+            let answering = outcome.as_ref().err().is_none_or(OriginErrorKind::is_answer);
+            target.answering.store(answering, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
