@@ -24,14 +24,18 @@ pub(crate) fn not_modified(request: &HeaderMap, response: &HeaderMap, received: 
     modified <= since
 }
 
+/// Compared as bytes: an entity-tag may hold obs-text (RFC 9110 §8.8.3),
+/// which is not a `str`.
 fn list_matches_weak(list: &HeaderValue, etag: &HeaderValue) -> bool {
-    let (Ok(list), Ok(etag)) = (list.to_str(), etag.to_str()) else { return false };
-    let opaque = strip_weak(etag.trim());
-    list.split(',').map(str::trim).any(|candidate| candidate == "*" || strip_weak(candidate) == opaque)
+    let opaque = strip_weak(etag.as_bytes().trim_ascii());
+    list.as_bytes()
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .any(|candidate| candidate == b"*" || (!candidate.is_empty() && strip_weak(candidate) == opaque))
 }
 
-fn strip_weak(tag: &str) -> &str {
-    tag.strip_prefix("W/").unwrap_or(tag)
+fn strip_weak(tag: &[u8]) -> &[u8] {
+    tag.strip_prefix(b"W/").unwrap_or(tag)
 }
 
 /// True when an `If-Range` validator still matches, so the Range applies
@@ -97,6 +101,14 @@ mod tests {
         assert!(not_modified(&h(&[("if-none-match", "*")]), &resp));
         assert!(!not_modified(&h(&[("if-none-match", "\"v2\"")]), &resp));
         assert!(!not_modified(&h(&[("if-none-match", "\"v1\"")]), &h(&[])));
+        // obs-text in an entity-tag (RFC 9110 §8.8.3): compared as bytes.
+        let value = |bytes: &[u8]| HeaderValue::from_bytes(bytes).expect("obs-text is a valid field value");
+        let resp = HeaderMap::from_iter([(header::ETAG, value(b"\"abcdef\xc3\xbc\""))]);
+        let ask = |tag: &[u8]| HeaderMap::from_iter([(header::IF_NONE_MATCH, value(tag))]);
+        assert!(not_modified(&ask(b"\"abcdef\xc3\xbc\""), &resp));
+        assert!(not_modified(&ask(b"\"x\", W/\"abcdef\xc3\xbc\""), &resp));
+        assert!(!not_modified(&ask(b"\"abcdef\""), &resp));
+        assert!(!not_modified(&ask(b" , "), &resp), "an empty list member matches nothing");
     }
 
     #[test]
