@@ -342,3 +342,24 @@ async fn top_names_the_hot_url_and_the_urls_that_went_to_the_origin() {
     })
     .await
 }
+
+/// After an upgrade's handover the old process still holds the shared
+/// admin socket for a moment; a readiness probe it takes asks about the
+/// pod, which the new process serves: it must not answer 503 (a flapping
+/// probe takes the pod out of its Service mid-upgrade). A plain stop does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_leaves_the_pod_ready_and_a_stop_does_not() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let (node, _) = node_with(&origin, |_| {}).await;
+        let readiness = node.readiness().clone();
+        node.hand_over().await;
+        assert!(readiness.is_ready(), "ready after a handover");
+
+        let (node, _) = node_with(&origin, |_| {}).await;
+        let readiness = node.readiness().clone();
+        node.shutdown().await;
+        assert!(!readiness.is_ready(), "draining after a stop");
+    })
+    .await
+}

@@ -284,8 +284,11 @@ fn plain_owned(status: StatusCode, text: String) -> AdminResponse {
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            // After a handover the new process accepts on this socket too:
+            // once told to stop, take no more.
+            biased;
             _ = shutdown.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,

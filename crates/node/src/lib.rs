@@ -339,9 +339,10 @@ impl RunningNode {
     }
 
     /// Like [`RunningNode::shutdown`] without the delay: a new process
-    /// already accepts on the same sockets.
+    /// already accepts on the same sockets. Readiness stays true: the
+    /// admin socket is shared with the new process, so a probe this node
+    /// still accepts asks about the same pod, which keeps serving.
     pub async fn hand_over(self) {
-        self.readiness.set_draining();
         self.stop().await
     }
 
