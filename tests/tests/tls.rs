@@ -168,7 +168,9 @@ async fn http3_serves_from_the_same_cache() {
         for expected in ["MISS", "HIT"] {
             let request = http::Request::get("https://localhost/big.js").body(()).unwrap();
             let mut stream = sender.send_request(request).await.unwrap();
-            stream.finish().await.unwrap();
+            // The node may stop reading once it has the request head, so finishing
+            // can fail; the response still comes (RFC 9114 §4.1).
+            let _ = stream.finish().await;
             let response = stream.recv_response().await.unwrap();
             assert_eq!(response.status(), 200);
             assert_eq!(response.headers()["x-cache"], expected);

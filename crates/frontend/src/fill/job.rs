@@ -13,7 +13,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
-use super::{Fill, FillHead, Inflight, ResponseHead, State};
+use super::{Fill, FillHead, Inflight, ResponseHead, State, framing};
 use crate::budget::FillBudget;
 use crate::handler::ClientRequest;
 use crate::tiers::{Stored, Tiers};
@@ -155,6 +155,14 @@ impl FillJob {
             return publish_failure(fill, &url, stale.filter(|_| usable_on_error), error);
         }
         let mut headers = parts.headers;
+        let content_length = match framing::body_length(parts.status, &mut headers) {
+            Ok(length) => length,
+            Err(fault) => {
+                let reason = format!("origin {} sent {fault}", fetched.origin);
+                let error = UpstreamError { reason, status: StatusCode::BAD_GATEWAY };
+                return publish_failure(fill, &url, stale.filter(|_| usable_on_error), error);
+            }
+        };
         policy::strip_hop_by_hop(&mut headers);
         // A coded response varies on Accept-Encoding, whether the origin
         // says so or not: its coding must never reach a client that did not
@@ -196,8 +204,6 @@ impl FillJob {
             }
         }
 
-        let content_length =
-            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         let coding_accepted = encoding::coding_accepted(&headers, accept_encoding);
         // A 206 to a GET is kept as a segment of its object, judged as the
         // whole response would be (holdfast_cache::partial).

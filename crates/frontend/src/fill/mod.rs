@@ -22,7 +22,9 @@
 //! A body that ends early (origin closed, fewer bytes than Content-Length,
 //! stalled past the idle timeout) is never stored, and every reader gets an
 //! error instead of the end of the body, so clients see an aborted response
-//! rather than a short 200.
+//! rather than a short 200; one that breaks before its first byte is a 502.
+//! A response framed two ways is refused before any of it is read
+//! (`framing`).
 
 use bytes::Bytes;
 use holdfast_cache::{Key, NoStoreReason};
@@ -36,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
 
+mod framing;
 mod job;
 
 pub(crate) use job::FillJob;
@@ -155,10 +158,13 @@ impl Fill {
     }
 
     /// Registers a reader at byte 0. `None` if the fill already dropped
-    /// chunks (it will not store its body), so the caller must fetch itself.
+    /// chunks (it will not store its body), or already failed (a request
+    /// that arrives after the failure, before the fill leaves the in-flight
+    /// map, is not handed it), so the caller must fetch itself.
     pub(crate) fn join(self: &Arc<Fill>) -> Option<FillReader> {
         let mut state = self.lock();
-        if state.base > 0 {
+        let failed = matches!(state.head, Some(FillHead::Failed(_))) || matches!(state.end, Some(Err(_)));
+        if state.base > 0 || failed {
             return None;
         }
         let id = state.next_reader;
@@ -195,13 +201,29 @@ pub(crate) struct FillReader {
 const MAX_FRAME: usize = 16 * 1024;
 
 impl FillReader {
-    /// Waits for the response head.
+    /// Waits for the response head and, for a response whose body streams
+    /// through the fill, for the body's first byte or its end. A body that
+    /// breaks before any of it could be relayed (a bad first chunk size, a
+    /// close right after the head) is the origin's failure: a 502 with the
+    /// reason, where a 200 cut off before its first byte would reach the
+    /// client as an empty reply, which looks like a network fault.
     pub(crate) async fn head(&self) -> FillHead {
         std::future::poll_fn(|cx| {
             let mut state = self.fill.lock();
-            match &state.head {
-                Some(head) => Poll::Ready(head.clone()),
-                None => {
+            let nothing_read = state.chunks.is_empty() && state.base == 0;
+            match (&state.head, &state.end) {
+                (Some(FillHead::Response(head)), Some(Err(reason))) if nothing_read => {
+                    let reason = format!("origin {} broke its body before the first byte: {reason}", head.origin);
+                    Poll::Ready(FillHead::Failed(Arc::new(UpstreamError { reason, status: StatusCode::BAD_GATEWAY })))
+                }
+                (Some(FillHead::Response(_)), None) if nothing_read => {
+                    if let Some(reader) = state.readers.get_mut(&self.id) {
+                        reader.waker = Some(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+                (Some(head), _) => Poll::Ready(head.clone()),
+                (None, _) => {
                     if let Some(reader) = state.readers.get_mut(&self.id) {
                         reader.waker = Some(cx.waker().clone());
                     }
@@ -318,7 +340,7 @@ impl Inflight {
             return Err(TooManyFills);
         }
         let fill = Fill::new(&self.budget);
-        // A new fill has no dropped chunks, so joining cannot fail.
+        // A new fill has neither dropped chunks nor failed: joining cannot fail.
         let reader = fill.join().expect("a new fill accepts readers");
         fills.insert(key, Arc::clone(&fill));
         drop(fills);
@@ -368,4 +390,34 @@ pub(crate) fn coalescing_key(primary: &Key, stale: Option<&Stored>, request: &He
 /// Turns a pass-through or fill body into the handler's body type.
 pub(crate) fn reader_body(reader: FillReader) -> UpstreamBody {
     reader.boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> FillHead {
+        FillHead::Failed(Arc::new(UpstreamError { reason: "refused".into(), status: StatusCode::BAD_GATEWAY }))
+    }
+
+    /// Regression: a request that came after its fill failed, before the
+    /// fill's task left the in-flight map, was handed the old failure
+    /// without the origin being asked again.
+    #[test]
+    fn a_fill_that_failed_takes_no_new_readers() {
+        let budget = Arc::new(FillBudget::new(1 << 20));
+        let failed = Fill::new(&budget);
+        assert!(failed.join().is_some(), "a running fill takes readers");
+        failed.publish_head(failure());
+        assert!(failed.join().is_none(), "failed before the head");
+
+        let broken = Fill::new(&budget);
+        broken.lock().chunks.push(Bytes::from_static(b"part"));
+        broken.finish(Err("origin closed".into()));
+        assert!(broken.join().is_none(), "its body broke");
+
+        let complete = Fill::new(&budget);
+        complete.finish(Ok(()));
+        assert!(complete.join().is_some(), "a complete body is still read from byte 0");
+    }
 }
