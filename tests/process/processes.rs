@@ -297,6 +297,27 @@ async fn the_purge_cli_names_a_node_that_is_down_and_fails() {
     .await
 }
 
+/// Regression: the signal handlers were installed after the node began to
+/// serve, so a SIGHUP (reload) or SIGTERM sent as soon as it answered met
+/// the default action and killed it: no drain, no exit code. On a busy
+/// machine the window failed the test below 2 times in 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_sent_as_soon_as_the_node_answers_are_handled() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let dir = temp_dir("early-signals");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut node = NodeProcess::spawn(holdfast_bin(), &serve_args(addr, &origin.url(), &dir, free_port(), &[]));
+        wait_until_serving(addr).await;
+        node.signal("-HUP");
+        assert_eq!(get(addr, "/after-hup").await.status, 200, "a reload signal does not stop the node");
+        node.signal("-TERM");
+        assert_eq!(node.exit_code().await, Some(0), "SIGTERM drains and exits 0");
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}
+
 /// A serving node gives freed memory back while idle: jemalloc's purge
 /// thread runs (without it, RSS stays at the peak of a burst until the next
 /// allocations; README › Benchmarks has the measurement).

@@ -1,5 +1,6 @@
 //! HTTP/2 attacks sent as raw frames over h2c (catalogue S08 to S11):
-//! rapid reset, CONTINUATION flood, oversized header lists. The node must
+//! rapid reset, CONTINUATION flood, oversized header lists, streams given
+//! no flow-control window (S14). The node must
 //! cut the attacker off and keep serving everyone else.
 
 mod common;
@@ -7,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{node, within};
+use common::{node, node_with, within};
 use holdfast_test::{FakeOrigin, get};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -128,6 +129,38 @@ async fn continuation_flood_is_cut_off() {
         );
         assert_eq!(origin.hits("/x"), 0);
         assert_eq!(get(addr, "/after").await.status, 200, "others are still served");
+    })
+    .await
+}
+
+/// Regression (catalogue S14): a client that gives its streams no
+/// flow-control credit (SETTINGS_INITIAL_WINDOW_SIZE 0) blocks no socket
+/// write, so the send timeout never fired: the connection, and the
+/// responses waiting on it, stayed for as long as the client liked. The
+/// node now closes it once a response has waited the send timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_given_no_window_are_cut_off_after_the_send_timeout() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/x", holdfast_test::Reply::ok(vec![7u8; 100_000]));
+        let (node, addr) = node_with(&origin, |c| c.server.send_timeout = Duration::from_millis(300)).await;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(PREFACE).await.unwrap();
+        let no_window = [0x00, 0x04, 0, 0, 0, 0]; // SETTINGS_INITIAL_WINDOW_SIZE = 0
+        stream.write_all(&frame(SETTINGS, 0, 0, &no_window)).await.unwrap();
+        for id in [1u32, 3, 5] {
+            stream.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, id, &request_block())).await.unwrap();
+        }
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut chunk = [0u8; 16384];
+            while let Ok(n) = stream.read(&mut chunk).await
+                && n > 0
+            {}
+        })
+        .await;
+        assert!(closed.is_ok(), "the connection is closed");
+        assert_eq!(node.tcp.send_timeouts(), 1, "closed by the send timeout, and counted");
+        assert_eq!(get(addr, "/x").await.bytes().len(), 100_000, "others are still served");
     })
     .await
 }

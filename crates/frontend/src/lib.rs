@@ -24,6 +24,7 @@ pub mod handler;
 mod range;
 pub mod server;
 mod stall;
+mod stream_stall;
 pub mod tiers;
 pub mod tls;
 pub mod upstream;

@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::connections::{ConnectionLimiter, ConnectionLimits, ConnectionPermit};
 use crate::handler::Handler;
 use crate::stall::SendTimeout;
+use crate::stream_stall::{StreamProgress, Watched};
 
 /// Connection-level settings.
 #[derive(Debug, Clone)]
@@ -230,9 +231,11 @@ async fn serve(
                 let stream = SendTimeout::new(stream, config.send_timeout, Arc::clone(&stats.send_timeouts));
                 let (handler, builder, watcher) = (Arc::clone(&handler), Arc::clone(&builder), graceful.watcher());
                 let first = FirstRequest::new(&unanswered);
+                let stalls = Stalls { timeout: config.send_timeout, count: Arc::clone(&stats.send_timeouts) };
                 match tls.clone() {
                     None => {
-                        tokio::spawn(serve_connection(stream, handler, builder, watcher, "http", None, peer, first, permit));
+                        let connection = serve_connection(stream, handler, builder, watcher, "http", None, peer, first, permit, stalls);
+                        tokio::spawn(connection);
                     }
                     Some(tls) => {
                         let handshake_timeout = config.header_read_timeout;
@@ -241,7 +244,7 @@ async fn serve(
                             match handshake {
                                 Ok(Ok(stream)) => {
                                     let alt_svc = tls.alt_svc;
-                                    serve_connection(stream, handler, builder, watcher, "https", alt_svc, peer, first, permit)
+                                    serve_connection(stream, handler, builder, watcher, "https", alt_svc, peer, first, permit, stalls)
                                         .await
                                 }
                                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
@@ -283,27 +286,51 @@ async fn serve_connection<S>(
     peer: std::net::SocketAddr,
     first: Arc<FirstRequest>,
     _permit: ConnectionPermit,
+    stalls: Stalls,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let first_in_service = Arc::clone(&first);
+    let progress = Arc::new(StreamProgress::default());
+    let progress_in_service = Arc::clone(&progress);
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         first_in_service.arrived();
         let handler = Arc::clone(&handler);
         let alt_svc = alt_svc.clone();
+        // HTTP/1.1 stalls show on the socket (SendTimeout); HTTP/2 streams
+        // wait for flow-control credit without blocking it.
+        let progress = (request.version() == http::Version::HTTP_2).then(|| Arc::clone(&progress_in_service));
         async move {
             let mut response = handler.handle(request, scheme).await;
             if let Some(alt_svc) = alt_svc {
                 response.headers_mut().insert(http::header::ALT_SVC, alt_svc);
             }
+            let response = response.map(|body| match &progress {
+                Some(progress) => progress.watch(body),
+                None => Watched::unwatched(body),
+            });
             Ok::<_, Infallible>(response)
         }
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
-    if let Err(error) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!(%peer, %error, "connection ended with an error");
+    tokio::select! {
+        served = watcher.watch(connection.into_owned()) => {
+            if let Err(error) = served {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        }
+        () = progress.stalled(stalls.timeout) => {
+            stalls.count.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, timeout = ?stalls.timeout, "an HTTP/2 response got no flow-control credit: connection closed");
+        }
     }
     first.arrived();
+}
+
+/// The send timeout, and the count of connections it closed.
+struct Stalls {
+    timeout: Duration,
+    count: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Resolves once shutdown is requested (or its sender is gone).

@@ -229,12 +229,17 @@ fn serve(args: ServeArgs, env: Environment) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        // Before the node serves: a SIGTERM or SIGHUP sent as soon as it
+        // answers must find these handlers, not the default action (the
+        // process killed mid-request, or by a reload).
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
         let node = RunningNode::start_with(config, sockets).await?;
         if let Some(path) = config_path {
             node.reloader().set_source(path, overrides);
         }
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let reload = async {
             loop {
                 hangup.recv().await;
@@ -246,8 +251,7 @@ fn serve(args: ServeArgs, env: Environment) -> anyhow::Result<()> {
         };
         tokio::select! {
             () = reload => {}
-            result = tokio::signal::ctrl_c() => {
-                result?;
+            _ = interrupt.recv() => {
                 tracing::info!("interrupted: draining in-flight requests");
                 node.shutdown().await;
             }
