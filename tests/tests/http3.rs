@@ -193,6 +193,13 @@ async fn relay(
             let n = &mut counts[way as usize];
             *n += 1;
             let Some(delay) = policy(way, *n) else { continue };
+            if delay.is_zero() {
+                // In order: a spawned send, even after sleep(0), can overtake
+                // the one before (a 0-RTT datagram ahead of its Initial is
+                // dropped, and its request resent after the handshake).
+                let _ = socket.send_to(&buf[..len], to).await;
+                continue;
+            }
             let (socket, datagram) = (Arc::clone(&socket), buf[..len].to_vec());
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;

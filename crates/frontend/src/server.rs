@@ -314,12 +314,13 @@ async fn serve_connection<S>(
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::select! {
+        biased;
         served = watcher.watch(connection.into_owned()) => {
             if let Err(error) = served {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         }
-        () = progress.stalled(stalls.timeout) => {
+        () = progress.watchdog(stalls.timeout) => {
             stalls.count.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, timeout = ?stalls.timeout, "an HTTP/2 response got no flow-control credit: connection closed");
         }

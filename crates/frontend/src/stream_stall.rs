@@ -13,15 +13,16 @@
 //!
 //! [`SendTimeout`]: crate::stall::SendTimeout
 
-use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::handler::ResponseBody;
 use crate::upstream::BoxError;
@@ -30,14 +31,25 @@ use crate::upstream::BoxError;
 #[derive(Default)]
 pub(crate) struct StreamProgress {
     waiting: Mutex<Waiting>,
+    /// Set by the first watched response: until then the watchdog costs
+    /// its connection one load per wake-up (HTTP/1.1 never sets it).
+    armed: AtomicBool,
 }
 
-/// Per response: since when it has waited for hyper to ask for its next
-/// frame; `None` while it waits for its own source instead.
+/// Per response, in a slot its body keeps: since when it has waited for
+/// hyper to ask for its next frame (`Some(None)` while it waits for its own
+/// source instead; `None`: a free slot). A slab, not a map: every response
+/// and every frame updates it.
 #[derive(Default)]
 struct Waiting {
-    since: HashMap<u64, Option<Instant>>,
-    next: u64,
+    slots: Vec<Option<Option<Instant>>>,
+    free: Vec<usize>,
+}
+
+impl Waiting {
+    fn oldest(&self) -> Option<Instant> {
+        self.slots.iter().flatten().flatten().min().copied()
+    }
 }
 
 impl StreamProgress {
@@ -47,23 +59,60 @@ impl StreamProgress {
 
     /// Watches `body` until it ends or is dropped.
     pub(crate) fn watch(self: &Arc<Self>, body: ResponseBody) -> Watched {
+        let since = Some(Some(Instant::now()));
         let mut waiting = self.waiting();
-        let id = waiting.next;
-        waiting.next += 1;
-        waiting.since.insert(id, Some(Instant::now()));
-        Watched { body, watch: Some((Arc::clone(self), id)) }
+        let slot = match waiting.free.pop() {
+            Some(slot) => {
+                waiting.slots[slot] = since;
+                slot
+            }
+            None => {
+                waiting.slots.push(since);
+                waiting.slots.len() - 1
+            }
+        };
+        drop(waiting);
+        self.armed.store(true, Ordering::Relaxed);
+        Watched { body, watch: Some((Arc::clone(self), slot)) }
     }
 
-    /// Resolves once a response has waited longer than `timeout` to hand
-    /// out its next frame. Checks a few times per timeout, so it fires
-    /// within a quarter of it late.
-    pub(crate) async fn stalled(&self, timeout: Duration) {
+    /// A future that resolves once a response has waited longer than
+    /// `timeout` to hand out its next frame. It checks a few times per
+    /// timeout, so it fires at most a quarter of it late. Until a response
+    /// is watched it sets no timer: the connection task polls it on every
+    /// wake-up, and it is armed on the first one after a response is watched
+    /// (the response's head is written by that task, so one comes).
+    pub(crate) fn watchdog(self: &Arc<Self>, timeout: Duration) -> Watchdog {
         let period = (timeout / 4).max(Duration::from_millis(50));
+        Watchdog { progress: Arc::clone(self), timeout, period, check: None }
+    }
+}
+
+/// See [`StreamProgress::watchdog`].
+pub(crate) struct Watchdog {
+    progress: Arc<StreamProgress>,
+    timeout: Duration,
+    period: Duration,
+    check: Option<Pin<Box<Sleep>>>,
+}
+
+impl Future for Watchdog {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.progress.armed.load(Ordering::Relaxed) {
+            return Poll::Pending;
+        }
+        let period = self.period;
         loop {
-            tokio::time::sleep(period).await;
-            let oldest = self.waiting().since.values().flatten().min().copied();
-            if oldest.is_some_and(|since| since.elapsed() >= timeout) {
-                return;
+            let check = self.check.get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
+            if check.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            check.as_mut().reset(Instant::now() + period);
+            let oldest = self.progress.waiting().oldest();
+            if oldest.is_some_and(|since| since.elapsed() >= self.timeout) {
+                return Poll::Ready(());
             }
         }
     }
@@ -72,7 +121,7 @@ impl StreamProgress {
 /// A response body whose progress its connection watches.
 pub(crate) struct Watched {
     body: ResponseBody,
-    watch: Option<(Arc<StreamProgress>, u64)>,
+    watch: Option<(Arc<StreamProgress>, usize)>,
 }
 
 impl Watched {
@@ -82,8 +131,10 @@ impl Watched {
     }
 
     fn release(&mut self) {
-        if let Some((progress, id)) = self.watch.take() {
-            progress.waiting().since.remove(&id);
+        if let Some((progress, slot)) = self.watch.take() {
+            let mut waiting = progress.waiting();
+            waiting.slots[slot] = None;
+            waiting.free.push(slot);
         }
     }
 }
@@ -99,6 +150,9 @@ impl Body for Watched {
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.watch.is_none() {
+            return Pin::new(&mut self.body).poll_frame(cx);
+        }
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         let since = match &polled {
             Poll::Ready(Some(Ok(_))) => Some(Instant::now()),
@@ -108,8 +162,8 @@ impl Body for Watched {
                 return polled;
             }
         };
-        if let Some((progress, id)) = &self.watch {
-            progress.waiting().since.insert(*id, since);
+        if let Some((progress, slot)) = &self.watch {
+            progress.waiting().slots[*slot] = Some(since);
         }
         polled
     }
@@ -138,7 +192,7 @@ mod tests {
         let progress = Arc::new(StreamProgress::default());
         let started = Instant::now();
         let _unread = progress.watch(body(3));
-        progress.stalled(Duration::from_secs(60)).await;
+        progress.watchdog(Duration::from_secs(60)).await;
         assert!((Duration::from_secs(60)..=Duration::from_secs(75)).contains(&started.elapsed()));
     }
 
@@ -150,7 +204,7 @@ mod tests {
         let poll = futures_util::poll!(waiting.frame());
         assert!(poll.is_pending(), "the source has nothing yet");
         tokio::select! {
-            () = progress.stalled(Duration::from_secs(60)) => panic!("not stalled by the client"),
+            () = progress.watchdog(Duration::from_secs(60)) => panic!("not stalled by the client"),
             () = tokio::time::sleep(Duration::from_secs(600)) => {}
         }
     }
@@ -163,7 +217,7 @@ mod tests {
         drop(finished);
         let mut ended = progress.watch(body(1));
         while ended.frame().await.is_some() {}
-        let watchdog = progress.stalled(Duration::from_secs(60));
+        let watchdog = progress.watchdog(Duration::from_secs(60));
         tokio::pin!(watchdog);
         for _ in 0..10 {
             tokio::select! {
@@ -173,6 +227,8 @@ mod tests {
             steady.frame().await.unwrap().unwrap();
         }
         assert!(steady.frame().await.is_none());
-        assert!(progress.waiting().since.is_empty(), "ended and dropped bodies are forgotten");
+        let waiting = progress.waiting();
+        assert!(waiting.slots.iter().all(Option::is_none), "ended and dropped bodies are forgotten");
+        assert_eq!(waiting.free.len(), waiting.slots.len(), "and their slots reused");
     }
 }
