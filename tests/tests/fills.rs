@@ -111,8 +111,12 @@ async fn truncated_bodies_are_aborted_and_never_stored() {
         for path in ["/abort", "/short", "/chunked-abort"] {
             for protocol in [Protocol::Http1, Protocol::H2c] {
                 let response = send(addr, protocol, "GET", path, &[]).await.unwrap();
-                assert_eq!(response.status, 200, "{path}");
-                assert!(response.body.is_err(), "{path} over {protocol:?}: the client must see an aborted body");
+                // A 200 cut off, or (if the body broke before this reader
+                // started: a busy machine) a 502; never a 200 that ends.
+                match response.status.as_u16() {
+                    200 => assert!(response.body.is_err(), "{path} over {protocol:?}: the client must see an abort"),
+                    status => assert_eq!(status, 502, "{path} over {protocol:?}"),
+                }
             }
             assert_eq!(origin.hits(path), 2, "{path} was not stored, so each request refetched");
         }

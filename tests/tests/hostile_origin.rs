@@ -149,7 +149,7 @@ async fn a_response_framed_wrongly_is_a_502_and_never_stored() {
         let faults = [
             ("/both.js", "both Transfer-Encoding and Content-Length"),
             ("/gzip-length.js", "both Transfer-Encoding and Content-Length"),
-            ("/bad-chunk.js", "before the first byte"),
+            ("/bad-chunk.js", "broke its body"),
         ];
         for (path, fault) in faults {
             for protocol in [Protocol::Http1, Protocol::H2c, Protocol::Http1] {

@@ -142,9 +142,11 @@ async fn a_body_the_origin_cuts_off_reaches_the_client_as_an_error_and_is_not_st
     });
     let handler = handler(Arc::clone(&origin), |_| {});
     let first = get(&handler, "/cut.js").await;
-    assert!(first.body.is_err(), "a truncated body is an error, not a short success");
+    // Broken before this client's response began: a 502 (otherwise a 200
+    // cut off); never a short success.
+    assert!(first.status == 502 || first.body.is_err(), "a truncated body is an error, not a short success");
     settle(&handler).await;
-    assert_eq!(get(&handler, "/cut.js").await.x_cache, "MISS");
+    assert_ne!(get(&handler, "/cut.js").await.x_cache, "HIT", "never stored");
     assert_eq!(origin.fetches(), 2);
 }
 

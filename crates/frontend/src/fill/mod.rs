@@ -22,7 +22,8 @@
 //! A body that ends early (origin closed, fewer bytes than Content-Length,
 //! stalled past the idle timeout) is never stored, and every reader gets an
 //! error instead of the end of the body, so clients see an aborted response
-//! rather than a short 200; one that breaks before its first byte is a 502.
+//! rather than a short 200; one that has broken before a reader starts is
+//! a 502.
 //! A response framed two ways is refused before any of it is read
 //! (`framing`).
 
@@ -203,17 +204,18 @@ const MAX_FRAME: usize = 16 * 1024;
 impl FillReader {
     /// Waits for the response head and, for a response whose body streams
     /// through the fill, for the body's first byte or its end. A body that
-    /// breaks before any of it could be relayed (a bad first chunk size, a
-    /// close right after the head) is the origin's failure: a 502 with the
-    /// reason, where a 200 cut off before its first byte would reach the
-    /// client as an empty reply, which looks like a network fault.
+    /// has already broken by then (a bad first chunk size, a close right
+    /// after the head or a few bytes in) is the origin's failure, and this
+    /// reader has sent nothing yet: a 502 with the reason, where a 200 cut
+    /// off at once reaches the client as an empty reply (hyper drops the
+    /// unflushed head), which looks like a network fault.
     pub(crate) async fn head(&self) -> FillHead {
         std::future::poll_fn(|cx| {
             let mut state = self.fill.lock();
             let nothing_read = state.chunks.is_empty() && state.base == 0;
             match (&state.head, &state.end) {
-                (Some(FillHead::Response(head)), Some(Err(reason))) if nothing_read => {
-                    let reason = format!("origin {} broke its body before the first byte: {reason}", head.origin);
+                (Some(FillHead::Response(head)), Some(Err(reason))) => {
+                    let reason = format!("origin {} broke its body: {reason}", head.origin);
                     Poll::Ready(FillHead::Failed(Arc::new(UpstreamError { reason, status: StatusCode::BAD_GATEWAY })))
                 }
                 (Some(FillHead::Response(_)), None) if nothing_read => {
