@@ -254,3 +254,40 @@ async fn a_response_with_set_cookie_is_not_shared_with_waiting_clients() {
     assert_ne!(cookies[0], cookies[1], "each client got its own response");
     assert_eq!(origin.fetches(), 2);
 }
+
+/// Regression: a fill stayed joinable after it had stored its body, until
+/// its origin body ended and its task left the in-flight map. A
+/// revalidation in that window joined it and got its 200 as a MISS without
+/// asking the origin (seen in CI as a flaky REVALIDATED assertion).
+#[tokio::test(start_paused = true)]
+async fn a_fill_that_stored_its_body_takes_no_new_readers() {
+    let origin = Scripted::new(|n, _| {
+        Box::pin(async move {
+            let validators = [("cache-control", "max-age=0"), ("etag", "\"s1\"")];
+            if n > 0 {
+                return reply(304, &validators, "");
+            }
+            // Every byte at once; the origin's end of body 10 s later.
+            let bytes = stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"keep me")))]);
+            let late_end = futures_util::StreamExt::filter_map(
+                stream::once(async {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    None::<Result<Frame<Bytes>, BoxError>>
+                }),
+                |frame| async move { frame },
+            );
+            let body = StreamBody::new(futures_util::StreamExt::chain(bytes, late_end)).boxed();
+            Ok(fetched(200, &[validators[0], validators[1], ("content-length", "7")], body))
+        })
+    });
+    let handler = handler(Arc::clone(&origin), |_| {});
+    let first = tokio::spawn({
+        let handler = Arc::clone(&handler);
+        async move { get(&handler, "/late-end.js").await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = get(&handler, "/late-end.js").await;
+    assert_eq!((second.status, second.x_cache.as_str()), (200, "REVALIDATED"));
+    assert_eq!(origin.fetches(), 2, "the stale copy was revalidated, not the finishing fill joined");
+    assert_eq!(first.await.unwrap().body.unwrap(), "keep me");
+}

@@ -336,6 +336,10 @@ impl FillJob {
                         );
                         keep(meta, body.clone());
                         stored = true;
+                        // Stored: a request from a client that got the last
+                        // byte finds the object, not this finishing fill
+                        // (a revalidation would join it and get its 200).
+                        leave_map();
                         let mut state = fill.lock();
                         state.chunks.push(chunk);
                         hand_over_to_store(&mut state, &body, &fill.budget);
@@ -368,6 +372,7 @@ impl FillJob {
             keep(meta, body.clone());
             hand_over_to_store(&mut fill.lock(), &body, &fill.budget);
         }
+        leave_map();
         fill.finish(end);
     }
 }
