@@ -212,26 +212,23 @@ impl FillReader {
     pub(crate) async fn head(&self) -> FillHead {
         std::future::poll_fn(|cx| {
             let mut state = self.fill.lock();
-            let nothing_read = state.chunks.is_empty() && state.base == 0;
+            let body_pending = state.chunks.is_empty() && state.base == 0 && state.end.is_none();
             match (&state.head, &state.end) {
                 (Some(FillHead::Response(head)), Some(Err(reason))) => {
                     let reason = format!("origin {} broke its body: {reason}", head.origin);
-                    Poll::Ready(FillHead::Failed(Arc::new(UpstreamError { reason, status: StatusCode::BAD_GATEWAY })))
+                    return Poll::Ready(FillHead::Failed(Arc::new(UpstreamError {
+                        reason,
+                        status: StatusCode::BAD_GATEWAY,
+                    })));
                 }
-                (Some(FillHead::Response(_)), None) if nothing_read => {
-                    if let Some(reader) = state.readers.get_mut(&self.id) {
-                        reader.waker = Some(cx.waker().clone());
-                    }
-                    Poll::Pending
-                }
-                (Some(head), _) => Poll::Ready(head.clone()),
-                (None, _) => {
-                    if let Some(reader) = state.readers.get_mut(&self.id) {
-                        reader.waker = Some(cx.waker().clone());
-                    }
-                    Poll::Pending
-                }
+                (Some(FillHead::Response(_)), _) if body_pending => {}
+                (Some(head), _) => return Poll::Ready(head.clone()),
+                (None, _) => {}
             }
+            if let Some(reader) = state.readers.get_mut(&self.id) {
+                reader.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
         })
         .await
     }
