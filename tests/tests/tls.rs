@@ -207,6 +207,16 @@ async fn https_origins_are_verified_and_pooled() {
         let response = holdfast_test::get(edge, "/asset.css").await;
         assert_eq!((response.status.as_u16(), response.bytes().as_ref()), (200, b"through TLS".as_ref()));
         assert_eq!(origin.hits("/asset.css"), 1);
+        // Regression: the edge's HTTP/2 request named the shield's address
+        // in :authority and the client's host in Host, so the shield (which
+        // refuses a Host that contradicts :authority) answered 400. Both now
+        // name the client's host, and the shield passes it on.
+        origin.route("/named.css", Reply::ok("for a named host"));
+        let mut client = holdfast_test::KeepAlive::with_host(edge, "assets.example");
+        let outcome = client.get("/named.css").await;
+        assert_eq!(outcome, holdfast_test::Outcome::Answered { status: 200, x_cache: "MISS".into(), complete: true });
+        let host = origin.last_headers("/named.css").and_then(|h| h.get("host").cloned());
+        assert_eq!(host.as_ref().and_then(|h| h.to_str().ok()), Some("assets.example"));
         // An origin whose certificate is not trusted is refused.
         let untrusted = format!("https://localhost:{}", shield.tls_addrs[0].port());
         let (_edge2, edge2) = node_with(&origin, move |c| {

@@ -291,3 +291,27 @@ async fn a_fill_that_stored_its_body_takes_no_new_readers() {
     assert_eq!(origin.fetches(), 2, "the stale copy was revalidated, not the finishing fill joined");
     assert_eq!(first.await.unwrap().body.unwrap(), "keep me");
 }
+
+/// Regression (catalogue S07): an HTTP/2 or HTTP/3 request whose Host names
+/// another host than its :authority was served for the :authority. It is
+/// malformed (RFC 9113 §8.3.1): a 400, and nothing fetched.
+#[tokio::test(start_paused = true)]
+async fn a_host_that_contradicts_the_authority_is_a_400() {
+    let origin = Scripted::new(|_, _| Box::pin(async { reply(200, &[IMMUTABLE], "asset") }));
+    let handler = handler(Arc::clone(&origin), |_| {});
+    for (version, host, expected) in [
+        (http::Version::HTTP_2, "evil.test", 400),
+        (http::Version::HTTP_3, "evil.test", 400),
+        (http::Version::HTTP_2, "Assets.Test:443", 200),
+        (http::Version::HTTP_3, "assets.test", 200),
+    ] {
+        let request = http::Request::get("https://assets.test/a.js")
+            .version(version)
+            .header("host", host)
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let status = handler.handle(request, "https").await.status().as_u16();
+        assert_eq!(status, expected, "{version:?} with Host {host}");
+    }
+    assert_eq!(origin.fetches(), 1, "only the consistent requests reached the origin");
+}

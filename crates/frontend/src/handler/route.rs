@@ -416,7 +416,15 @@ fn host(routing: &Routing, parts: &Parts) -> Result<(String, usize), Refusal> {
     }
     let authority = parts.uri.authority().map(|a| a.as_str());
     let (raw, absolute_form) = match (parts.version, authority) {
-        (Version::HTTP_2 | Version::HTTP_3, Some(authority)) => (authority, false),
+        (Version::HTTP_2 | Version::HTTP_3, Some(authority)) => {
+            // RFC 9113 §8.3.1, RFC 9114 §4.3.1: a Host naming another host
+            // than :authority makes the request malformed (one of them is
+            // keyed, the other may be what an origin or a cache behind reads).
+            if header_host.is_some_and(|h| normalize_host(h) != normalize_host(authority)) {
+                return Err(refuse(StatusCode::BAD_REQUEST, "Host and :authority name different hosts"));
+            }
+            (authority, false)
+        }
         // HTTP/1.x absolute-form ("GET http://host/path"): a proxy request.
         (_, Some(authority)) => (authority, true),
         (_, None) => (header_host.ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing Host header"))?, false),

@@ -29,7 +29,6 @@ pub struct Client {
 
 struct Inner {
     config: OriginConfig,
-    http: HttpClient,
     /// Members first, then the fallback (if any) at the end.
     targets: Vec<Target>,
     budget: Arc<RetryBudget>,
@@ -38,6 +37,10 @@ struct Inner {
 
 struct Target {
     endpoint: Endpoint,
+    /// The pooled connections to an HTTP member (None for a directory):
+    /// one client per member, because its connector dials this member
+    /// whatever host the request names.
+    http: Option<HttpClient>,
     label: String,
     weight: u32,
     fallback: bool,
@@ -67,13 +70,18 @@ impl Client {
     /// A client that shares the node-wide retry budget.
     pub fn with_budget(config: OriginConfig, budget: Arc<RetryBudget>) -> Client {
         let stats = OriginStats::default();
-        let http = transport::hyper_client(&config, Arc::clone(&stats.connections_opened));
         let members = config.members.iter().map(|m| (m.endpoint.clone(), m.weight.max(1), false));
         let fallback = config.fallback.iter().map(|e| (e.clone(), 1, true));
         let targets = members
             .chain(fallback)
             .map(|(endpoint, weight, fallback)| Target {
                 label: endpoint.label(),
+                http: match &endpoint {
+                    Endpoint::Http { authority, tls } => {
+                        Some(transport::hyper_client(&config, authority, *tls, Arc::clone(&stats.connections_opened)))
+                    }
+                    Endpoint::Directory { .. } => None,
+                },
                 endpoint,
                 weight,
                 fallback,
@@ -83,7 +91,7 @@ impl Client {
                 answering: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
-        Client { inner: Arc::new(Inner { config, http, targets, budget, stats }) }
+        Client { inner: Arc::new(Inner { config, targets, budget, stats }) }
     }
 
     pub fn config(&self) -> &OriginConfig {
@@ -244,7 +252,7 @@ impl Client {
             let attempt_started = Instant::now();
             let outcome = match &target.endpoint {
                 Endpoint::Directory { root, cache_control } => directory::serve(root, cache_control, &request).await,
-                Endpoint::Http { authority, tls } => inner.send_http(authority, *tls, &mut request).await,
+                Endpoint::Http { .. } => inner.send_http(target, &mut request).await,
             };
             let outcome = outcome.map(|response| response.map(|body| HoldingSlot { body, _slot: permit }.boxed()));
             match outcome {

@@ -1,5 +1,12 @@
 //! Sending one request to one HTTP origin: the pooled hyper client and
 //! its TLS, the allow-listed request, the timeouts.
+//!
+//! A request's URI names the host it is for (the Host it carries), not the
+//! member's address: over HTTP/2 the URI's authority is what `:authority`
+//! says, and RFC 9113 §8.3.1 forbids a Host that differs from it (a shield
+//! answers such a request 400). Each member therefore has its own client,
+//! whose connector dials the member and verifies its certificate for the
+//! member's host, whatever host the URI names.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,7 +24,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::Inner;
+use super::{Inner, Target};
 use crate::stats::Counter;
 use crate::timeout::IdleTimeoutBody;
 use crate::{Endpoint, OriginBody, OriginConfig, OriginError, OriginErrorKind, OriginRequest};
@@ -29,11 +36,13 @@ const ORIGIN_READ_BUFFER: usize = 64 * 1024;
 pub(super) type HttpClient =
     HyperClient<HttpsConnector<CountingConnector>, BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>;
 
-/// hyper's TCP connector, counting the connections it opens: requests
-/// minus connections is how often the pool was reused.
+/// hyper's TCP connector dialing one member whatever the URI names (the
+/// URI names the request's host), counting the connections it opens:
+/// requests minus connections is how often the pool was reused.
 #[derive(Clone)]
 pub(super) struct CountingConnector {
     inner: HttpConnector,
+    member: Uri,
     opened: Arc<Counter>,
 }
 
@@ -46,8 +55,8 @@ impl tower_service::Service<Uri> for CountingConnector {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
+    fn call(&mut self, _for_host: Uri) -> Self::Future {
+        let connecting = self.inner.call(self.member.clone());
         let opened = Arc::clone(&self.opened);
         Box::pin(async move {
             let connection = connecting.await?;
@@ -75,16 +84,32 @@ fn tls_config(extra_roots: &[rustls_pki_types::CertificateDer<'static>]) -> rust
         .with_no_client_auth()
 }
 
-/// The pooled client for a group's HTTP members.
-pub(super) fn hyper_client(config: &OriginConfig, opened: Arc<Counter>) -> HttpClient {
+/// The pooled client for one HTTP member (`authority`, over TLS if `tls`).
+pub(super) fn hyper_client(
+    config: &OriginConfig,
+    authority: &Authority,
+    tls: bool,
+    opened: Arc<Counter>,
+) -> HttpClient {
     let mut inner = HttpConnector::new();
     inner.set_connect_timeout(Some(config.connect_timeout));
     inner.set_nodelay(true);
     inner.enforce_http(false);
-    let http = CountingConnector { inner, opened };
+    let member = Uri::builder()
+        .scheme(if tls { Scheme::HTTPS } else { Scheme::HTTP })
+        .authority(authority.clone())
+        .path_and_query("/")
+        .build()
+        // Invariant: a scheme, a parsed authority and "/" make a URI.
+        .expect("a member's URI builds from its parts");
+    let http = CountingConnector { inner, member, opened };
+    // The member's own name, not the request's host, is what its
+    // certificate must name (as before requests named their host).
+    let member_name = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(tls_config(&config.extra_roots))
         .https_or_http()
+        .with_server_name_resolver(move |_: &Uri| rustls_pki_types::ServerName::try_from(member_name.clone()))
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
@@ -102,7 +127,7 @@ pub(super) fn hyper_client(config: &OriginConfig, opened: Arc<Counter>) -> HttpC
 impl Inner {
     pub(super) async fn check(&self, index: usize, path: &str) {
         let target = &self.targets[index];
-        let Endpoint::Http { authority, tls } = &target.endpoint else { return };
+        let Endpoint::Http { authority, .. } = &target.endpoint else { return };
         let mut request = OriginRequest {
             method: Method::GET,
             path_and_query: path.to_owned(),
@@ -116,7 +141,7 @@ impl Inner {
             via: HeaderValue::from_static("1.1 holdfast-health-check"),
             headers: http::HeaderMap::new(),
         };
-        let outcome = self.send_http(authority, *tls, &mut request).await;
+        let outcome = self.send_http(target, &mut request).await;
         let healthy = match &outcome {
             Ok(response) => !response.status().is_server_error(),
             Err(_) => false,
@@ -133,18 +158,20 @@ impl Inner {
 
     pub(super) async fn send_http(
         &self,
-        authority: &Authority,
-        tls: bool,
+        target: &Target,
         request: &mut OriginRequest,
     ) -> Result<Response<OriginBody>, OriginErrorKind> {
         let config = &self.config;
+        let (Endpoint::Http { authority, tls }, Some(http)) = (&target.endpoint, &target.http) else {
+            return Err(OriginErrorKind::NoOrigin);
+        };
+        let host = config.host.as_deref().unwrap_or(&request.host);
         let uri = Uri::builder()
-            .scheme(if tls { Scheme::HTTPS } else { Scheme::HTTP })
-            .authority(authority.clone())
+            .scheme(if *tls { Scheme::HTTPS } else { Scheme::HTTP })
+            .authority(request_authority(host).unwrap_or_else(|| authority.clone()))
             .path_and_query(request.path_and_query.as_str())
             .build()
             .map_err(|e| OriginErrorKind::BadRequest(Arc::new(e)))?;
-        let host = config.host.as_deref().unwrap_or(&request.host);
         let mut builder = Request::builder()
             .method(request.method.clone())
             .uri(uri)
@@ -175,7 +202,7 @@ impl Inner {
             None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
         };
         let outgoing = builder.body(body).map_err(|e| OriginErrorKind::BadRequest(Arc::new(e)))?;
-        let response = match tokio::time::timeout(config.header_timeout, self.http.request(outgoing)).await {
+        let response = match tokio::time::timeout(config.header_timeout, http.request(outgoing)).await {
             Err(_) => return Err(OriginErrorKind::HeaderTimeout(config.header_timeout)),
             Ok(Err(e)) if e.is_connect() => return Err(OriginErrorKind::Connect(Arc::new(e))),
             Ok(Err(e)) => return Err(OriginErrorKind::Protocol(Arc::new(e))),
@@ -187,5 +214,30 @@ impl Inner {
                 .map_err(|kind| OriginError::new(kind, String::new()))
                 .boxed()
         }))
+    }
+}
+
+/// The authority a request for `host` names (HTTP/2's `:authority`), when
+/// the Host can be one: without userinfo, which `:authority` must not carry.
+/// A Host that cannot is sent as it is, with the member's authority.
+fn request_authority(host: &str) -> Option<Authority> {
+    if host.contains('@') {
+        return None;
+    }
+    Authority::try_from(host).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_authority;
+
+    #[test]
+    fn a_host_names_the_authority_unless_it_cannot() {
+        assert_eq!(request_authority("assets.example").unwrap().as_str(), "assets.example");
+        assert_eq!(request_authority("assets.example:8443").unwrap().as_str(), "assets.example:8443");
+        assert_eq!(request_authority("[::1]:9000").unwrap().as_str(), "[::1]:9000");
+        assert!(request_authority("user@assets.example").is_none());
+        assert!(request_authority("bad host").is_none());
+        assert!(request_authority("").is_none());
     }
 }
