@@ -347,3 +347,37 @@ async fn a_request_right_after_a_complete_miss_is_a_hit() {
     })
     .await
 }
+
+/// Regression: a node behind a shield replaced the shield's Cache-Status
+/// with its own, so an operator could not see where a miss was answered.
+/// RFC 9211 §2: each cache keeps the field and adds its member last; an
+/// edge behind a holdfast shield shows both, the shield first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_status_keeps_the_upstream_caches_members() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        origin.route("/lib.js", Reply::ok("lib").header("cache-status", "OriginCache; hit; ttl=1100"));
+        let (_shield, shield) = node(&origin).await;
+        let shield_url = format!("http://{shield}");
+        let (_edge, edge) = node_with(&origin, move |c| {
+            c.origin.urls = common::urls(&[shield_url]);
+            c.origin.health_check_path = String::new();
+        })
+        .await;
+        let miss = get(edge, "/lib.js").await;
+        assert_eq!(miss.x_cache(), "MISS");
+        let members: Vec<&str> = miss.header("cache-status").unwrap().split(", ").collect();
+        assert_eq!(members.len(), 3, "{members:?}");
+        assert_eq!(members[0], "OriginCache; hit; ttl=1100");
+        assert!(members[1].starts_with("holdfast; fwd=uri-miss"), "the shield's: {members:?}");
+        assert!(members[2].starts_with("holdfast; fwd=uri-miss"), "the edge's: {members:?}");
+        let hit = get(edge, "/lib.js").await;
+        assert_eq!(hit.x_cache(), "HIT", "x-cache says what this node did, alone");
+        let members: Vec<&str> = hit.header("cache-status").unwrap().split(", ").collect();
+        assert_eq!(members.len(), 3, "{members:?}");
+        assert!(members[1].starts_with("holdfast; fwd=uri-miss"), "as the shield answered the fill: {members:?}");
+        assert!(members[2].starts_with("holdfast; hit"), "{members:?}");
+        assert_eq!(origin.hits("/lib.js"), 1);
+    })
+    .await
+}

@@ -82,10 +82,23 @@ fn set_result(headers: &mut HeaderMap, result: CacheResult, detail: &str) {
 
 /// [`set_result`] with the detail formatted straight into the value's one
 /// buffer (the hit path runs this for every response).
+///
+/// Cache-Status keeps what the caches upstream (a shield) said and adds
+/// this node's member last, closest to the client (RFC 9211 §2); X-Cache
+/// says only what this node did.
 fn set_result_with(headers: &mut HeaderMap, result: CacheResult, detail: std::fmt::Arguments<'_>) {
     use std::fmt::Write;
     headers.insert(X_CACHE, HeaderValue::from_static(result.as_str()));
     let mut status = String::with_capacity(48);
+    for upstream in headers.get_all(CACHE_STATUS) {
+        // A member that is not text cannot be kept in a text list.
+        if let Ok(text) = upstream.to_str()
+            && !text.trim().is_empty()
+        {
+            status.push_str(text.trim());
+            status.push_str(", ");
+        }
+    }
     let _ = write!(status, "holdfast; {detail}");
     if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(status)) {
         headers.insert(CACHE_STATUS, value);
