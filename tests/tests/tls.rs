@@ -14,6 +14,8 @@ use holdfast_test::{FakeOrigin, Reply};
 use http_body_util::BodyExt;
 use rustls_pki_types::{CertificateDer, ServerName};
 
+type TlsAnswer = (Vec<u8>, u16, String, Option<String>, CertificateDer<'static>, Bytes);
+
 /// One GET over TLS; returns (ALPN, status, x-cache, alt-svc, peer cert, body).
 async fn tls_get(
     addr: SocketAddr,
@@ -21,7 +23,19 @@ async fn tls_get(
     roots: &[CertificateDer<'static>],
     alpn: &[&[u8]],
     path: &str,
-) -> (Vec<u8>, u16, String, Option<String>, CertificateDer<'static>, Bytes) {
+) -> TlsAnswer {
+    tls_get_for(addr, sni, sni, roots, alpn, path).await
+}
+
+/// [`tls_get`] for `host` over a connection made for `sni`.
+async fn tls_get_for(
+    addr: SocketAddr,
+    sni: &str,
+    host: &str,
+    roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+    path: &str,
+) -> TlsAnswer {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(roots, alpn)));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let tls = connector.connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp).await.unwrap();
@@ -29,8 +43,8 @@ async fn tls_get(
     let negotiated = session.alpn_protocol().unwrap_or_default().to_vec();
     let peer = session.peer_certificates().unwrap()[0].clone().into_owned();
     let io = hyper_util::rt::TokioIo::new(tls);
-    let request = http::Request::get(format!("https://{sni}{path}"))
-        .header("host", sni)
+    let request = http::Request::get(format!("https://{host}{path}"))
+        .header("host", host)
         .body(http_body_util::Empty::<Bytes>::new())
         .unwrap();
     let response = if negotiated == b"h2" {
@@ -142,6 +156,52 @@ async fn sni_picks_the_certificate_and_reload_replaces_it() {
         assert!(node.reload_certificates().is_err());
         let (.., peer, _) = tls_get(addr, "a.example", std::slice::from_ref(&fresh_der), &[b"h2"], "/").await;
         assert_eq!(peer, fresh_der);
+        let _ = std::fs::remove_dir_all(&certs.dir);
+    })
+    .await
+}
+
+/// Catalogue S28: over a connection whose certificate (chosen by SNI) is
+/// one tenant's, a request for a host another configured certificate names
+/// is a 421, over HTTP/1.1, HTTP/2 and HTTP/3; a host no certificate names
+/// is served (an edge asking its shield for a customer's host).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_fronted_through_another_tenants_certificate_is_misdirected() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let certs = certs("fronting", &[&["a.example"], &["b.example", "*.b.example"]]);
+        let (node, _) = node_with(&origin, with_tls(&certs, true)).await;
+        let addr = node.tls_addrs[0];
+        let roots: Vec<_> = certs.pairs.iter().map(|p| p.2.clone()).collect();
+        for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
+            for (sni, host, expected) in [
+                ("a.example", "a.example", 200),
+                ("a.example", "b.example", 421),
+                ("a.example", "img.b.example:443", 421),
+                ("img.b.example", "b.example", 200),
+                ("b.example", "a.example", 421),
+                ("a.example", "unnamed.example", 200),
+            ] {
+                let (_, status, ..) = tls_get_for(addr, sni, host, &roots, &[alpn], "/asset.css").await;
+                assert_eq!(status, expected, "SNI {sni}, Host {host}, {}", String::from_utf8_lossy(alpn));
+            }
+        }
+        // HTTP/3: the same rule on a QUIC connection.
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(client_config(&roots, &[b"h3"])).unwrap();
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let connection = endpoint.connect(node.h3_addrs[0], "a.example").unwrap().await.unwrap();
+        let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(connection)).await.unwrap();
+        tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+        for (host, expected) in [("b.example", 421), ("a.example", 200)] {
+            let request = http::Request::get(format!("https://{host}/asset.css")).body(()).unwrap();
+            let mut stream = sender.send_request(request).await.unwrap();
+            let _ = stream.finish().await;
+            let response = stream.recv_response().await.unwrap();
+            assert_eq!(response.status().as_u16(), expected, "HTTP/3, Host {host}");
+            while stream.recv_data().await.unwrap().is_some() {}
+        }
+        assert_eq!(origin.hits("/asset.css"), 3, "one per host served (a, b, unnamed); none for a refused one");
         let _ = std::fs::remove_dir_all(&certs.dir);
     })
     .await

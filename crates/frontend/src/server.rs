@@ -24,6 +24,7 @@ use crate::connections::{ConnectionLimiter, ConnectionLimits, ConnectionPermit};
 use crate::handler::Handler;
 use crate::stall::SendTimeout;
 use crate::stream_stall::{StreamProgress, Watched};
+use crate::tls::{CertResolver, CertificateNames};
 
 /// Connection-level settings.
 #[derive(Debug, Clone)]
@@ -98,6 +99,9 @@ impl Default for ServerConfig {
 pub struct TlsListener {
     pub acceptor: TlsAcceptor,
     pub alt_svc: Option<HeaderValue>,
+    /// The certificates the acceptor chooses from, to hold each
+    /// connection's requests to its certificate's hosts.
+    pub certificates: Arc<CertResolver>,
 }
 
 /// The number of request header fields hyper's HTTP/1 parser takes by default.
@@ -234,7 +238,8 @@ async fn serve(
                 let stalls = Stalls { timeout: config.send_timeout, count: Arc::clone(&stats.send_timeouts) };
                 match tls.clone() {
                     None => {
-                        let connection = serve_connection(stream, handler, builder, watcher, "http", None, peer, first, permit, stalls);
+                        let listener = Listener { scheme: "http", alt_svc: None, names: None };
+                        let connection = serve_connection(stream, handler, builder, watcher, listener, peer, first, permit, stalls);
                         tokio::spawn(connection);
                     }
                     Some(tls) => {
@@ -243,9 +248,9 @@ async fn serve(
                             let handshake = tokio::time::timeout(handshake_timeout, tls.acceptor.accept(stream)).await;
                             match handshake {
                                 Ok(Ok(stream)) => {
-                                    let alt_svc = tls.alt_svc;
-                                    serve_connection(stream, handler, builder, watcher, "https", alt_svc, peer, first, permit, stalls)
-                                        .await
+                                    let names = tls.certificates.names_for(stream.get_ref().1.server_name());
+                                    let listener = Listener { scheme: "https", alt_svc: tls.alt_svc, names };
+                                    serve_connection(stream, handler, builder, watcher, listener, peer, first, permit, stalls).await
                                 }
                                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -281,8 +286,7 @@ async fn serve_connection<S>(
     handler: Arc<Handler>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
-    scheme: &'static str,
-    alt_svc: Option<HeaderValue>,
+    listener: Listener,
     peer: std::net::SocketAddr,
     first: Arc<FirstRequest>,
     _permit: ConnectionPermit,
@@ -293,10 +297,14 @@ async fn serve_connection<S>(
     let first_in_service = Arc::clone(&first);
     let progress = Arc::new(StreamProgress::default());
     let progress_in_service = Arc::clone(&progress);
-    let service = service_fn(move |request: hyper::Request<Incoming>| {
+    let Listener { scheme, alt_svc, names } = listener;
+    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
         first_in_service.arrived();
         let handler = Arc::clone(&handler);
         let alt_svc = alt_svc.clone();
+        if let Some(names) = &names {
+            request.extensions_mut().insert(names.clone());
+        }
         // HTTP/1.1 stalls show on the socket (SendTimeout); HTTP/2 streams
         // wait for flow-control credit without blocking it.
         let progress = (request.version() == http::Version::HTTP_2).then(|| Arc::clone(&progress_in_service));
@@ -326,6 +334,15 @@ async fn serve_connection<S>(
         }
     }
     first.arrived();
+}
+
+/// What a connection's requests need to know of its listener.
+struct Listener {
+    /// `http` or `https`, part of the cache key.
+    scheme: &'static str,
+    alt_svc: Option<HeaderValue>,
+    /// Over TLS with several certificates: the hosts this one serves.
+    names: Option<CertificateNames>,
 }
 
 /// The send timeout, and the count of connections it closed.

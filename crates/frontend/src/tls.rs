@@ -31,9 +31,9 @@ pub enum TlsError {
 }
 
 struct Loaded {
-    /// (DNS names from the certificate's SAN, key), in configured order.
+    /// (DNS names from the certificate's SAN, key), in configured order;
+    /// never empty, and the first is the default.
     by_name: Vec<(Vec<String>, Arc<CertifiedKey>)>,
-    default: Arc<CertifiedKey>,
 }
 
 /// Picks the certificate by SNI; reloadable.
@@ -67,8 +67,10 @@ fn load(files: &[CertFiles]) -> Result<Loaded, TlsError> {
         let names = san_dns_names(&chain[0]);
         by_name.push((names, Arc::new(CertifiedKey::new(chain, signing))));
     }
-    let default = by_name.first().map(|(_, k)| Arc::clone(k)).ok_or(TlsError::NoCertificate)?;
-    Ok(Loaded { by_name, default })
+    if by_name.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    Ok(Loaded { by_name })
 }
 
 /// DNS names in a certificate's subject alternative names.
@@ -107,14 +109,67 @@ impl CertResolver {
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let loaded = self.current();
-        let Some(sni) = hello.server_name() else { return Some(Arc::clone(&loaded.default)) };
+        Some(Arc::clone(&loaded.by_name[loaded.chosen(hello.server_name())].1))
+    }
+}
+
+impl Loaded {
+    /// The index of the certificate for `sni`: the first that names it,
+    /// else the default (the first), also for clients that send no SNI.
+    fn chosen(&self, sni: Option<&str>) -> usize {
+        let Some(sni) = sni else { return 0 };
         let sni = sni.to_ascii_lowercase();
-        let chosen = loaded
+        self.by_name.iter().position(|(names, _)| names.iter().any(|n| matches(n, &sni))).unwrap_or(0)
+    }
+}
+
+impl CertResolver {
+    /// What the certificate a handshake with `sni` got says about the
+    /// hosts its connection may ask for; `None` when the node has one
+    /// certificate (there is no other tenant's to front into).
+    pub fn names_for(&self, sni: Option<&str>) -> Option<CertificateNames> {
+        let loaded = self.current();
+        if loaded.by_name.len() < 2 {
+            return None;
+        }
+        let chosen = loaded.chosen(sni);
+        let own = loaded.by_name[chosen].0.as_slice().into();
+        let others = loaded
             .by_name
             .iter()
-            .find(|(names, _)| names.iter().any(|n| matches(n, &sni)))
-            .map(|(_, key)| Arc::clone(key));
-        Some(chosen.unwrap_or_else(|| Arc::clone(&loaded.default)))
+            .enumerate()
+            .filter(|(i, _)| *i != chosen)
+            .flat_map(|(_, (names, _))| names.iter().cloned())
+            .collect();
+        Some(CertificateNames(Arc::new(Names { own, others })))
+    }
+}
+
+/// Which hosts a TLS connection may ask for, by its certificate (catalogue
+/// S28): SNI chose one tenant's certificate, and a Host that another
+/// configured certificate names, but this one does not, is a 421 (domain
+/// fronting into another tenant's site). A host no certificate names is
+/// served (an edge asking its shield for a customer's host over the
+/// shield's own certificate). Clients that check certificates never send
+/// such a request, and browsers reuse an HTTP/2 or HTTP/3 connection only
+/// for hosts its certificate covers.
+#[derive(Debug, Clone)]
+pub struct CertificateNames(Arc<Names>);
+
+#[derive(Debug)]
+struct Names {
+    own: Box<[String]>,
+    others: Box<[String]>,
+}
+
+impl CertificateNames {
+    /// Whether a request for `host` (normalised: lowercase, no port) is
+    /// misdirected on this connection. IP literals are not judged: IP
+    /// SANs are not read, and no tenant is named by an address.
+    pub fn misdirects(&self, host: &str) -> bool {
+        let ip_literal = host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok();
+        let named = |names: &[String]| names.iter().any(|name| matches(name, host));
+        !ip_literal && !named(&self.0.own) && named(&self.0.others)
     }
 }
 
@@ -180,6 +235,40 @@ mod tests {
         let names = san_dns_names(&der);
         assert!(names.contains(&"cdn.example.com".to_owned()), "{names:?}");
         assert!(names.contains(&"*.img.example".to_owned()), "{names:?}");
+    }
+
+    /// Two tenants' certificates: a Host the other one names is misdirected,
+    /// a Host none names is not (an edge asking its shield), and a node with
+    /// one certificate judges nothing.
+    #[test]
+    fn a_host_of_another_certificate_is_misdirected() {
+        let dir = std::env::temp_dir().join(format!("holdfast-tls-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut files = Vec::new();
+        for (i, names) in [vec!["a.example".to_owned()], vec!["b.example".to_owned(), "*.b.example".to_owned()]]
+            .into_iter()
+            .enumerate()
+        {
+            let generated = rcgen::generate_simple_self_signed(names).unwrap();
+            let pair = CertFiles { cert: dir.join(format!("{i}.crt")), key: dir.join(format!("{i}.key")) };
+            std::fs::write(&pair.cert, generated.cert.pem()).unwrap();
+            std::fs::write(&pair.key, generated.signing_key.serialize_pem()).unwrap();
+            files.push(pair);
+        }
+        let both = CertResolver::new(files.clone()).unwrap();
+        let a = both.names_for(Some("A.example")).unwrap();
+        assert!(!a.misdirects("a.example"));
+        assert!(a.misdirects("b.example"));
+        assert!(a.misdirects("img.b.example"));
+        assert!(!a.misdirects("shielded.example"), "no certificate names it");
+        assert!(!a.misdirects("127.0.0.1") && !a.misdirects("[::1]"));
+        let b = both.names_for(Some("x.b.example")).unwrap();
+        assert!(b.misdirects("a.example") && !b.misdirects("b.example"));
+        let default = both.names_for(None).unwrap();
+        assert!(default.misdirects("b.example"), "no SNI: the first certificate");
+        let one = CertResolver::new(files[..1].to_vec()).unwrap();
+        assert!(one.names_for(Some("a.example")).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -229,6 +229,7 @@ pub fn endpoint(
 pub async fn serve_h3(
     endpoint: quinn::Endpoint,
     handler: Arc<Handler>,
+    certificates: Arc<CertResolver>,
     config: H3Config,
     stats: Arc<QuicStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -242,7 +243,8 @@ pub async fn serve_h3(
                 if let Some(admitted) = admit(incoming, &config, &stats) {
                     let (handler, config, stats, shutdown) =
                         (Arc::clone(&handler), Arc::clone(&config), Arc::clone(&stats), shutdown.clone());
-                    connections.spawn(connection(admitted, handler, config, stats, shutdown));
+                    let certificates = Arc::clone(&certificates);
+                    connections.spawn(connection(admitted, handler, certificates, config, stats, shutdown));
                 }
             }
             // Reap finished connections as they end, not at shutdown.
@@ -298,6 +300,7 @@ fn admit(incoming: quinn::Incoming, config: &H3Config, stats: &QuicStats) -> Opt
 async fn connection(
     (incoming, _permit): Admitted,
     handler: Arc<Handler>,
+    certificates: Arc<CertResolver>,
     config: Arc<H3Config>,
     stats: Arc<QuicStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -306,6 +309,11 @@ async fn connection(
     let deadline = Instant::now() + config.handshake_timeout;
     let mut handshaking = Some(Gauge::up(&stats.handshakes));
     let Some((connection, accepted)) = handshake(incoming, deadline, &stats).await else { return };
+    let sni = connection
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.server_name);
+    let names = certificates.names_for(sni.as_deref());
     let early = Arc::new(EarlyStreams::default());
     if accepted.is_none() {
         early.confirm();
@@ -337,7 +345,7 @@ async fn connection(
         tokio::select! {
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => {
-                    requests.push(request(resolver, &handler, &early, &config, &stats));
+                    requests.push(request(resolver, &handler, &early, names.clone(), &config, &stats));
                 }
                 Ok(None) => break,
                 Err(error) => {

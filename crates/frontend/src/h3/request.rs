@@ -19,6 +19,7 @@ use http_body_util::BodyExt;
 use super::early::{EarlyStreams, TrackedConnection};
 use super::{Gauge, H3Config, QuicStats};
 use crate::handler::{EarlyData, Handler};
+use crate::tls::CertificateNames;
 use crate::upstream::BoxError;
 
 type Resolver = RequestResolver<TrackedConnection, Bytes>;
@@ -30,6 +31,7 @@ pub(super) fn request(
     resolver: Resolver,
     handler: &Arc<Handler>,
     early: &Arc<EarlyStreams>,
+    names: Option<CertificateNames>,
     config: &H3Config,
     stats: &Arc<QuicStats>,
 ) -> impl Future<Output = ()> + use<> {
@@ -49,24 +51,26 @@ pub(super) fn request(
             }
         };
         let early_data = early.take(stream.id());
-        respond(request, stream, &handler, early_data, send_timeout, &stats).await;
+        let (mut parts, ()) = request.into_parts();
+        if early_data {
+            parts.extensions.insert(EarlyData);
+        }
+        if let Some(names) = names {
+            parts.extensions.insert(names);
+        }
+        respond(parts, stream, &handler, send_timeout, &stats).await;
     }
 }
 
 async fn respond(
-    request: Request<()>,
+    parts: http::request::Parts,
     stream: Stream,
     handler: &Handler,
-    early_data: bool,
     send_timeout: Duration,
     stats: &QuicStats,
 ) {
     let (mut send, recv) = stream.split();
-    let is_head = request.method() == Method::HEAD;
-    let (mut parts, ()) = request.into_parts();
-    if early_data {
-        parts.extensions.insert(EarlyData);
-    }
+    let is_head = parts.method == Method::HEAD;
     let body = RecvBody(Mutex::new(recv));
     let response = handler.handle(Request::from_parts(parts, body), "https").await;
     let (mut head, mut body) = response.into_parts();

@@ -21,6 +21,7 @@ use crate::conditional;
 use crate::fill::{FillHead, FillJob, coalescing_key};
 use crate::range::{self, RangeRequest};
 use crate::tiers::{Found, Stored};
+use crate::tls::CertificateNames;
 use crate::upstream::{BoxError, PassThroughBody, UpstreamError};
 
 /// The parts of a client request the handler works with.
@@ -430,6 +431,12 @@ fn host(routing: &Routing, parts: &Parts) -> Result<(String, usize), Refusal> {
         (_, None) => (header_host.ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing Host header"))?, false),
     };
     let host = normalize_host(raw).ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "invalid Host"))?;
+    if parts.extensions.get::<CertificateNames>().is_some_and(|names| names.misdirects(&host)) {
+        return Err(refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "another certificate than this connection's serves that host",
+        ));
+    }
     let site = routing.site_for(&host);
     if absolute_form {
         // A catch-all site serves a proxy-style target only for its own Host.
