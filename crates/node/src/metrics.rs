@@ -203,6 +203,12 @@ pub fn render(handler: &Handler, origins: &[(String, Client)], listeners: Listen
     );
     counter_family(
         &mut registry,
+        "origin_dns_last_good_used",
+        "Origin connections that dialled the addresses an origin name last resolved to, because resolving it failed",
+        per_site(&|s| s.dns_last_good_used),
+    );
+    counter_family(
+        &mut registry,
         "origin_retry_budget_exhausted",
         "Retries refused by the retry budget",
         per_site(&|s| s.budget_exhausted),

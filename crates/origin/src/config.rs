@@ -8,8 +8,9 @@ use http::Uri;
 use http::uri::{Authority, Scheme};
 
 use crate::{
-    DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST, HealthConfig, RetryPolicy, directory,
+    DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_LAST_GOOD_FOR, DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST, HealthConfig, RetryPolicy,
+    directory,
 };
 
 /// Where an origin is.
@@ -92,7 +93,11 @@ pub struct OriginConfig {
     pub fallback: Option<Endpoint>,
     /// Host header sent to the origin; the client's Host when `None`.
     pub host: Option<String>,
+    /// Also the longest wait for DNS before the last good answer is used.
     pub connect_timeout: Duration,
+    /// How long the addresses a member's name last resolved to are used
+    /// when resolving it fails.
+    pub dns_last_good_for: Duration,
     /// From sending the request to receiving the whole response head.
     pub header_timeout: Duration,
     /// Longest pause between two body chunks.
@@ -116,6 +121,7 @@ impl OriginConfig {
             fallback: None,
             host: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            dns_last_good_for: DEFAULT_DNS_LAST_GOOD_FOR,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,

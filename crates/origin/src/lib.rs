@@ -45,6 +45,11 @@ pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 64;
 
+/// How long an origin name's last resolved addresses stand in while its
+/// DNS fails: long enough to ride out a resolver outage, short enough that
+/// a moved origin's old address is not used for days.
+pub const DEFAULT_DNS_LAST_GOOD_FOR: Duration = Duration::from_secs(3600);
+
 /// Requests in progress per origin (HTTP/1.1: connections; HTTP/2:
 /// streams). Beyond, requests wait within their hold budget: a flood of
 /// misses cannot open unbounded connections to the origin.

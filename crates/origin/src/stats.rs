@@ -80,6 +80,9 @@ pub struct OriginStats {
     /// HTTP connections opened to the group's origins (the rest of its
     /// requests reused a pooled one).
     pub connections_opened: std::sync::Arc<Counter>,
+    /// Connections that dialled a member's last good addresses because
+    /// resolving its name failed.
+    pub dns_last_good_used: std::sync::Arc<Counter>,
 }
 
 /// A copy of the counters at one moment.
@@ -96,6 +99,7 @@ pub struct OriginStatsSnapshot {
     pub panic_routed: u64,
     pub relayed_errors: u64,
     pub connections_opened: u64,
+    pub dns_last_good_used: u64,
 }
 
 impl OriginStats {
@@ -112,6 +116,7 @@ impl OriginStats {
             panic_routed: self.panic_routed.get(),
             relayed_errors: self.relayed_errors.get(),
             connections_opened: self.connections_opened.get(),
+            dns_last_good_used: self.dns_last_good_used.get(),
         }
     }
 }

@@ -344,6 +344,10 @@ pub struct OriginSection {
     pub ca_file: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// How long an origin name's last resolved addresses are used while
+    /// resolving it fails.
+    #[serde(with = "humantime_serde")]
+    pub dns_last_good_for: Duration,
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -389,6 +393,7 @@ impl Default for OriginSection {
             host: None,
             ca_file: None,
             connect_timeout: holdfast_origin::DEFAULT_CONNECT_TIMEOUT,
+            dns_last_good_for: holdfast_origin::DEFAULT_DNS_LAST_GOOD_FOR,
             header_timeout: holdfast_origin::DEFAULT_HEADER_TIMEOUT,
             body_idle_timeout: holdfast_origin::DEFAULT_BODY_IDLE_TIMEOUT,
             hold_budget: retry.hold_budget,

@@ -91,6 +91,7 @@ pub(super) fn origin_config(
     origin.fallback = fallback;
     origin.host.clone_from(&section.host);
     origin.connect_timeout = section.connect_timeout;
+    origin.dns_last_good_for = section.dns_last_good_for;
     origin.header_timeout = section.header_timeout;
     origin.body_idle_timeout = section.body_idle_timeout;
     origin.max_connections = section.max_connections;

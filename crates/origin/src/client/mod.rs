@@ -2,6 +2,7 @@
 //! retry budgets, ejection and health checks, counters.
 
 mod choose;
+mod dns;
 mod transport;
 
 use std::sync::{Arc, Weak};
@@ -78,7 +79,7 @@ impl Client {
                 label: endpoint.label(),
                 http: match &endpoint {
                     Endpoint::Http { authority, tls } => {
-                        Some(transport::hyper_client(&config, authority, *tls, Arc::clone(&stats.connections_opened)))
+                        Some(transport::hyper_client(&config, authority, *tls, &stats))
                     }
                     Endpoint::Directory { .. } => None,
                 },

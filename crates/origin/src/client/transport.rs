@@ -24,10 +24,11 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::dns::LastKnownGood;
 use super::{Inner, Target};
 use crate::stats::Counter;
 use crate::timeout::IdleTimeoutBody;
-use crate::{Endpoint, OriginBody, OriginConfig, OriginError, OriginErrorKind, OriginRequest};
+use crate::{Endpoint, OriginBody, OriginConfig, OriginError, OriginErrorKind, OriginRequest, OriginStats};
 
 /// The largest read from an HTTP/1.1 origin connection, hence the largest
 /// body chunk a fill gets.
@@ -41,14 +42,14 @@ pub(super) type HttpClient =
 /// requests minus connections is how often the pool was reused.
 #[derive(Clone)]
 pub(super) struct CountingConnector {
-    inner: HttpConnector,
+    inner: HttpConnector<LastKnownGood>,
     member: Uri,
     opened: Arc<Counter>,
 }
 
 impl tower_service::Service<Uri> for CountingConnector {
-    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
-    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Response = <HttpConnector<LastKnownGood> as tower_service::Service<Uri>>::Response;
+    type Error = <HttpConnector<LastKnownGood> as tower_service::Service<Uri>>::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -85,13 +86,11 @@ fn tls_config(extra_roots: &[rustls_pki_types::CertificateDer<'static>]) -> rust
 }
 
 /// The pooled client for one HTTP member (`authority`, over TLS if `tls`).
-pub(super) fn hyper_client(
-    config: &OriginConfig,
-    authority: &Authority,
-    tls: bool,
-    opened: Arc<Counter>,
-) -> HttpClient {
-    let mut inner = HttpConnector::new();
+pub(super) fn hyper_client(config: &OriginConfig, authority: &Authority, tls: bool, stats: &OriginStats) -> HttpClient {
+    let resolver =
+        LastKnownGood::new(config.connect_timeout, config.dns_last_good_for, Arc::clone(&stats.dns_last_good_used));
+    let opened = Arc::clone(&stats.connections_opened);
+    let mut inner = HttpConnector::new_with_resolver(resolver);
     inner.set_connect_timeout(Some(config.connect_timeout));
     inner.set_nodelay(true);
     inner.enforce_http(false);
