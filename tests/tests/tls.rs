@@ -202,6 +202,17 @@ async fn a_host_fronted_through_another_tenants_certificate_is_misdirected() {
             while stream.recv_data().await.unwrap().is_some() {}
         }
         assert_eq!(origin.hits("/asset.css"), 3, "one per host served (a, b, unnamed); none for a refused one");
+        // tls.refuse_misdirected = false (a shield that edges reach by an
+        // internal name while it holds customer certificates) serves it.
+        let tls = with_tls(&certs, false);
+        let (lenient, _) = node_with(&origin, move |c| {
+            tls(c);
+            c.tls.refuse_misdirected = false;
+        })
+        .await;
+        let (_, status, ..) =
+            tls_get_for(lenient.tls_addrs[0], "a.example", "b.example", &roots, &[b"h2"], "/x.css").await;
+        assert_eq!(status, 200);
         let _ = std::fs::remove_dir_all(&certs.dir);
     })
     .await

@@ -100,8 +100,8 @@ pub struct TlsListener {
     pub acceptor: TlsAcceptor,
     pub alt_svc: Option<HeaderValue>,
     /// The certificates the acceptor chooses from, to hold each
-    /// connection's requests to its certificate's hosts.
-    pub certificates: Arc<CertResolver>,
+    /// connection's requests to its certificate's hosts (`None`: no check).
+    pub certificates: Option<Arc<CertResolver>>,
 }
 
 /// The number of request header fields hyper's HTTP/1 parser takes by default.
@@ -248,7 +248,8 @@ async fn serve(
                             let handshake = tokio::time::timeout(handshake_timeout, tls.acceptor.accept(stream)).await;
                             match handshake {
                                 Ok(Ok(stream)) => {
-                                    let names = tls.certificates.names_for(stream.get_ref().1.server_name());
+                                    let sni = stream.get_ref().1.server_name();
+                                    let names = tls.certificates.as_ref().and_then(|c| c.names_for(sni));
                                     let listener = Listener { scheme: "https", alt_svc: tls.alt_svc, names };
                                     serve_connection(stream, handler, builder, watcher, listener, peer, first, permit, stalls).await
                                 }

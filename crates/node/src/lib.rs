@@ -190,7 +190,7 @@ impl RunningNode {
                     listeners.spawn(holdfast_frontend::h3::serve_h3(
                         endpoint,
                         Arc::clone(&handler),
-                        Arc::clone(&resolver),
+                        tls.refuse_misdirected.then(|| Arc::clone(&resolver)),
                         h3.clone(),
                         stats,
                         shutdown_rx.clone(),
@@ -201,8 +201,11 @@ impl RunningNode {
                 tracing::info!(listen = %local, "serving HTTP/1.1 and HTTP/2 over TLS");
                 tls_addrs.push(local);
                 shared.push((SocketKind::Tcp, local, listener.as_raw_fd()));
-                let tls_listener =
-                    TlsListener { acceptor: acceptor.clone(), alt_svc, certificates: Arc::clone(&resolver) };
+                let tls_listener = TlsListener {
+                    acceptor: acceptor.clone(),
+                    alt_svc,
+                    certificates: tls.refuse_misdirected.then(|| Arc::clone(&resolver)),
+                };
                 listeners.spawn(serve_tls(
                     listener,
                     Arc::clone(&handler),

@@ -226,10 +226,12 @@ pub fn endpoint(
 
 /// Serves HTTP/3 on `endpoint` until shutdown; then sends GOAWAY on every
 /// connection and lets in-flight requests finish within the drain timeout.
+/// `certificates`, when given, hold each connection's requests to the hosts
+/// its certificate may serve (see [`crate::tls::CertificateNames`]).
 pub async fn serve_h3(
     endpoint: quinn::Endpoint,
     handler: Arc<Handler>,
-    certificates: Arc<CertResolver>,
+    certificates: Option<Arc<CertResolver>>,
     config: H3Config,
     stats: Arc<QuicStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -243,7 +245,7 @@ pub async fn serve_h3(
                 if let Some(admitted) = admit(incoming, &config, &stats) {
                     let (handler, config, stats, shutdown) =
                         (Arc::clone(&handler), Arc::clone(&config), Arc::clone(&stats), shutdown.clone());
-                    let certificates = Arc::clone(&certificates);
+                    let certificates = certificates.clone();
                     connections.spawn(connection(admitted, handler, certificates, config, stats, shutdown));
                 }
             }
@@ -300,7 +302,7 @@ fn admit(incoming: quinn::Incoming, config: &H3Config, stats: &QuicStats) -> Opt
 async fn connection(
     (incoming, _permit): Admitted,
     handler: Arc<Handler>,
-    certificates: Arc<CertResolver>,
+    certificates: Option<Arc<CertResolver>>,
     config: Arc<H3Config>,
     stats: Arc<QuicStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -313,7 +315,7 @@ async fn connection(
         .handshake_data()
         .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|data| data.server_name);
-    let names = certificates.names_for(sni.as_deref());
+    let names = certificates.and_then(|c| c.names_for(sni.as_deref()));
     let early = Arc::new(EarlyStreams::default());
     if accepted.is_none() {
         early.confirm();

@@ -289,5 +289,11 @@ fn tls_config(file: &FileConfig, max_header_bytes: usize, source: &str) -> anyho
         ..H3Config::default()
     });
     let certificates = tls.certificate.iter().map(|c| CertFiles { cert: c.cert.clone(), key: c.key.clone() }).collect();
-    Ok(Some(TlsConfig { listen: tls.listen.clone(), certificates, h3, alt_svc_max_age: tls.alt_svc_max_age }))
+    Ok(Some(TlsConfig {
+        listen: tls.listen.clone(),
+        certificates,
+        h3,
+        alt_svc_max_age: tls.alt_svc_max_age,
+        refuse_misdirected: tls.refuse_misdirected,
+    }))
 }

@@ -105,6 +105,10 @@ pub struct TlsSection {
     /// Alt-Svc max age advertised for HTTP/3.
     #[serde(with = "humantime_serde")]
     pub alt_svc_max_age: Duration,
+    /// With several certificates: a request for a host that another
+    /// certificate names than its connection's is a 421 (no fronting into
+    /// another tenant's site). False serves it.
+    pub refuse_misdirected: bool,
     /// QUIC idle timeout.
     #[serde(with = "humantime_serde")]
     pub h3_idle_timeout: Duration,
@@ -127,6 +131,7 @@ impl Default for TlsSection {
             h3: false,
             certificate: Vec::new(),
             alt_svc_max_age: Duration::from_secs(24 * 3600),
+            refuse_misdirected: true,
             h3_idle_timeout: H3Config::default().idle_timeout,
             h3_max_connections: holdfast_frontend::h3::DEFAULT_MAX_CONNECTIONS,
             h3_max_connections_per_client: 0,

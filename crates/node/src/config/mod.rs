@@ -43,6 +43,8 @@ pub struct TlsConfig {
     /// HTTP/3 settings when HTTP/3 is on.
     pub h3: Option<H3Config>,
     pub alt_svc_max_age: Duration,
+    /// Requests for hosts another certificate names are a 421.
+    pub refuse_misdirected: bool,
 }
 
 /// Where the admin bearer token comes from. A file is read when the node
