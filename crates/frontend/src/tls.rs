@@ -34,6 +34,10 @@ struct Loaded {
     /// (DNS names from the certificate's SAN, key), in configured order;
     /// never empty, and the first is the default.
     by_name: Vec<(Vec<String>, Arc<CertifiedKey>)>,
+    /// Per certificate, the hosts its connections may ask for; empty with a
+    /// single certificate (no other tenant's to front into). Built once per
+    /// load, so a handshake only clones an `Arc`.
+    names: Vec<CertificateNames>,
 }
 
 /// Picks the certificate by SNI; reloadable.
@@ -70,7 +74,21 @@ fn load(files: &[CertFiles]) -> Result<Loaded, TlsError> {
     if by_name.is_empty() {
         return Err(TlsError::NoCertificate);
     }
-    Ok(Loaded { by_name })
+    let names =
+        if by_name.len() < 2 { Vec::new() } else { (0..by_name.len()).map(|i| names_of(&by_name, i)).collect() };
+    Ok(Loaded { by_name, names })
+}
+
+/// What certificate `chosen` of `by_name` says about its connections' hosts.
+fn names_of(by_name: &[(Vec<String>, Arc<CertifiedKey>)], chosen: usize) -> CertificateNames {
+    let own = by_name[chosen].0.as_slice().into();
+    let others = by_name
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != chosen)
+        .flat_map(|(_, (names, _))| names.iter().cloned())
+        .collect();
+    CertificateNames(Arc::new(Names { own, others }))
 }
 
 /// DNS names in a certificate's subject alternative names.
@@ -129,19 +147,7 @@ impl CertResolver {
     /// certificate (there is no other tenant's to front into).
     pub fn names_for(&self, sni: Option<&str>) -> Option<CertificateNames> {
         let loaded = self.current();
-        if loaded.by_name.len() < 2 {
-            return None;
-        }
-        let chosen = loaded.chosen(sni);
-        let own = loaded.by_name[chosen].0.as_slice().into();
-        let others = loaded
-            .by_name
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != chosen)
-            .flat_map(|(_, (names, _))| names.iter().cloned())
-            .collect();
-        Some(CertificateNames(Arc::new(Names { own, others })))
+        loaded.names.get(loaded.chosen(sni)).cloned()
     }
 }
 
