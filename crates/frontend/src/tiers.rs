@@ -148,6 +148,8 @@ pub struct Tiers {
     /// 206 answers kept by range until they make whole objects (memory
     /// only, within a sixteenth of the memory tier's budget).
     partials: Partials,
+    /// Stored `immutable` objects whose refetch brought other bytes.
+    immutable_changed: AtomicU64,
 }
 
 /// How many purged responses each tier reached.
@@ -172,6 +174,7 @@ impl Tiers {
             purges: Arc::default(),
             disk_writes: Arc::default(),
             reads: Mutex::default(),
+            immutable_changed: AtomicU64::new(0),
         }
     }
 
@@ -381,6 +384,17 @@ impl Tiers {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         queue.pending()
+    }
+
+    /// Refetches of a stale `immutable` object whose bytes differed from
+    /// the stored copy's (catalogue F16): an origin that broke its promise,
+    /// or a deploy that reused a hashed name.
+    pub fn immutable_changed(&self) -> u64 {
+        self.immutable_changed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_immutable_changed(&self) {
+        self.immutable_changed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Disk writes skipped because the queue was full.

@@ -79,3 +79,46 @@ async fn a_coding_that_is_not_ascii_is_not_stored_as_identity() {
     assert_eq!(identity.status, 502);
     assert_eq!(origin.fetches(), 2);
 }
+
+/// Catalogue F16: an `immutable` object whose refetch (its freshness ran
+/// out) brings other bytes is counted and logged; the new bytes replace it,
+/// as HTTP says (RFC 8246 promises nothing past freshness). The same bytes,
+/// or other bytes of an object that never said immutable, count nothing.
+#[tokio::test(start_paused = true)]
+async fn an_immutable_object_whose_bytes_change_is_counted() {
+    const EXPIRED: (&str, &str) = ("cache-control", "public, max-age=0, immutable");
+    const PLAIN: (&str, &str) = ("cache-control", "public, max-age=0");
+    // Fetches in order: /app.js ×3, /same.js ×2, /plain.js ×2.
+    let origin = Scripted::new(|n, fetch| {
+        Box::pin(async move {
+            let (control, body) = match (fetch.path_and_query.as_str(), n) {
+                ("/app.js", 0) => (EXPIRED, "v1"),
+                ("/app.js", _) => (EXPIRED, "v2"),
+                ("/same.js", _) => (EXPIRED, "same"),
+                (_, 5) => (PLAIN, "p1"),
+                _ => (PLAIN, "p2"),
+            };
+            reply(200, &[control], body)
+        })
+    });
+    let handler = handler(Arc::clone(&origin), |_| {});
+    let changed = || handler.tiers().immutable_changed();
+
+    assert_eq!(get(&handler, "/app.js").await.body.unwrap(), "v1");
+    settle(&handler).await;
+    assert_eq!(changed(), 0, "a first fetch is no change");
+    let refetched = get(&handler, "/app.js").await;
+    assert_eq!((refetched.status, refetched.body.unwrap()), (200, Bytes::from("v2")));
+    settle(&handler).await;
+    assert_eq!(changed(), 1);
+    assert_eq!(get(&handler, "/app.js").await.body.unwrap(), "v2", "the new bytes were stored");
+    settle(&handler).await;
+    assert_eq!(changed(), 1, "v2 again is no change");
+
+    for path in ["/same.js", "/same.js", "/plain.js", "/plain.js"] {
+        get(&handler, path).await;
+        settle(&handler).await;
+    }
+    assert_eq!(origin.fetches(), 7);
+    assert_eq!(changed(), 1, "the same bytes again, or a change of an object that never said immutable");
+}

@@ -162,6 +162,12 @@ pub fn render(handler: &Handler, origins: &[(String, Client)], listeners: Listen
             vec![(vec![], handler.tiers().disk_writes_skipped())],
         );
     }
+    counter_family(
+        &mut registry,
+        "origin_immutable_changed",
+        "Refetches of a stale immutable object that brought other bytes (they replace the stored copy)",
+        vec![(vec![], handler.tiers().immutable_changed())],
+    );
     gauge_family(&mut registry, "cache_objects", "Objects stored, by tier (disk: bodies)", objects);
     gauge_family(&mut registry, "cache_bytes", "Body bytes stored, by tier", tier_bytes);
     gauge_family(

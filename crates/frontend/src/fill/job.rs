@@ -169,6 +169,14 @@ impl FillJob {
         // ask for it (downstream caches are told too).
         encoding::vary_on_coding(&mut headers);
 
+        // A stored `immutable` copy refetched once its freshness ran out.
+        // Other bytes now are the origin's right (RFC 8246 promises nothing
+        // past freshness) and replace it, but under a hashed asset name they
+        // are most often a deploy that reused the name: logged and counted.
+        let immutable_before = stale
+            .as_ref()
+            .filter(|hit| hit.meta.directives.immutable && !hit.meta.purged)
+            .map(|hit| (hit.meta.status, hit.meta.digest));
         if let Some(hit) = stale {
             if parts.status == StatusCode::NOT_MODIFIED {
                 // Set-Cookie is never merged (merged_headers drops it): a
@@ -231,7 +239,22 @@ impl FillJob {
                 tiers.keep_partial(primary, &request_headers, as_segment_of(meta, range), range, body, epoch)
             }
             Some(_) => {}
-            None => tiers.store(primary, &request_headers, meta, body, epoch),
+            None => {
+                if let Some((status, digest)) = immutable_before
+                    && status == meta.status
+                    && digest != meta.digest
+                {
+                    tiers.count_immutable_changed();
+                    tracing::warn!(
+                        url = %meta.url,
+                        origin = %fetched.origin,
+                        was = %digest,
+                        now = %meta.digest,
+                        "origin changed the bytes of an immutable object; the new bytes replace it"
+                    );
+                }
+                tiers.store(primary, &request_headers, meta, body, epoch)
+            }
         };
         if storable.is_ok() && content_length.is_some_and(|len| len > max_object_size) {
             storable = Err(NoStoreReason::TooLarge);
