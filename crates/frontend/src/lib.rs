@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod budget;
+mod coalesce;
 mod conditional;
 pub mod connections;
 mod date;
