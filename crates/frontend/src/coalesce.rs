@@ -24,8 +24,10 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Gathered bytes beyond this are written out before more are taken.
-const GATHER_LIMIT: usize = 64 * 1024;
+/// Gathered bytes beyond this are written out before more are taken. It
+/// bounds what a connection whose client stopped reading holds here (the
+/// send timeout then closes it); a dozen 1 KiB answers fit.
+const GATHER_LIMIT: usize = 16 * 1024;
 
 /// A write at least this large, with nothing gathered, goes straight
 /// through: large bodies are not copied.
@@ -346,12 +348,12 @@ mod tests {
     async fn gathering_stops_at_its_limit() {
         let (mut stream, activity, writes) = opened(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
         let _other = activity.answering();
-        let frame = vec![1u8; 10 * 1024];
-        for _ in 0..7 {
+        let frame = vec![1u8; 4 * 1024];
+        for _ in 0..5 {
             stream.write_all(&frame).await.unwrap();
         }
         let written: Vec<usize> = writes.lock().unwrap().iter().map(Vec::len).collect();
-        assert_eq!(written, [60 * 1024], "six frames fit, the seventh waits for them to go");
-        assert_eq!(stream.gathered.len(), 10 * 1024);
+        assert_eq!(written, [GATHER_LIMIT], "four frames fit, the fifth waits for them to go");
+        assert_eq!(stream.gathered.len(), 4 * 1024);
     }
 }
