@@ -381,3 +381,48 @@ async fn cache_status_keeps_the_upstream_caches_members() {
     })
     .await
 }
+
+/// Many streams of one HTTP/2 connection answered together (their frames
+/// gathered into shared writes, crates/frontend/src/coalesce.rs): every
+/// body arrives whole and its own, small and large, misses and hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_http2_streams_each_get_their_own_whole_body() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let body_of = |i: usize| -> Vec<u8> {
+            let len = [300, 1_024, 20_000, 300_000][i % 4];
+            (0..len).map(|n| (n * 7 + i) as u8).collect()
+        };
+        for i in 0..40 {
+            origin.route(&format!("/s/{i}"), Reply::ok(body_of(i)));
+        }
+        let (_node, addr) = node(&origin).await;
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        for round in ["MISS", "HIT"] {
+            let requests = (0..40).map(|i| {
+                let mut sender = sender.clone();
+                async move {
+                    let request = http::Request::get(format!("http://assets.test/s/{i}"))
+                        .body(http_body_util::Empty::<bytes::Bytes>::new())
+                        .unwrap();
+                    let response = sender.send_request(request).await.unwrap();
+                    let x_cache = response.headers()["x-cache"].to_str().unwrap().to_owned();
+                    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+                    (i, x_cache, body)
+                }
+            });
+            for (i, x_cache, body) in futures_util::future::join_all(requests).await {
+                assert_eq!(x_cache, round, "stream {i}");
+                assert!(body.as_ref() == body_of(i).as_slice(), "stream {i}: {} bytes, not its own", body.len());
+            }
+        }
+    })
+    .await
+}

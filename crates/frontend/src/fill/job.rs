@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use holdfast_cache::partial::ContentRange;
 use holdfast_cache::policy::{self, Exchange, Policy, RequestFacts};
 use holdfast_cache::{DigestBuilder, Key, Meta, NoStoreReason, Storable, StoredHeaders, encoding};
@@ -13,15 +13,11 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
-use super::{Fill, FillHead, Inflight, ResponseHead, State, framing};
-use crate::budget::FillBudget;
+use super::buffer::{Room, concat, drop_consumed_chunks, hand_over_to_store, wait_for_room};
+use super::{Fill, FillHead, Inflight, ResponseHead, framing};
 use crate::handler::ClientRequest;
 use crate::tiers::{Stored, Tiers};
 use crate::upstream::{Fetch, PassThroughBody, Upstream, UpstreamError};
-
-/// How far a fill that does not store its body may run ahead of its
-/// slowest reader, in bytes (it always may hold one chunk).
-const MAX_BYTES_AHEAD: u64 = 512 * 1024;
 
 /// Everything a fill task needs, built by [`FillJob::fill`] or
 /// [`FillJob::pass`].
@@ -405,95 +401,6 @@ impl FillJob {
 fn as_segment_of(mut meta: Meta, range: ContentRange) -> Meta {
     meta.headers = meta.headers.without(&[header::CONTENT_RANGE, header::CONTENT_LENGTH]);
     Meta { status: StatusCode::OK, size: range.complete, ..meta }
-}
-
-/// Once the body is stored, the chunks readers still have to read become
-/// slices of the stored copy: the origin's read buffers are freed, and the
-/// bytes leave the fill budget (the memory tier accounts for them).
-fn hand_over_to_store(state: &mut State, body: &Bytes, budget: &FillBudget) {
-    // A stored body was retained whole, so no chunk was dropped (base 0).
-    let mut offset = 0;
-    for chunk in state.chunks.iter_mut() {
-        let end = (offset + chunk.len()).min(body.len());
-        *chunk = body.slice(offset..end);
-        offset = end;
-    }
-    budget.release(state.counted);
-    state.counted = 0;
-}
-
-/// What a fill that stores nothing does next.
-enum Room {
-    /// Read the next chunk.
-    Go,
-    /// Nobody reads any more: stop fetching.
-    NoReader,
-    /// The budget is full and this fill's readers stopped reading: let go
-    /// of it, so fills whose clients read can go on.
-    Shed,
-}
-
-/// How long a fill's readers may make no progress while the fill budget
-/// is full before the fill is shed.
-const STALL_WHILE_FULL: Duration = Duration::from_secs(1);
-
-/// Waits until the slowest reader is close enough to the newest chunk and
-/// the fill budget has room. While the budget is full, a fill whose
-/// readers read nothing for [`STALL_WHILE_FULL`] is shed: the clients that
-/// stopped reading lose their response, not the ones that read.
-async fn wait_for_room(fill: &Fill) -> Room {
-    let mut stalled_since = tokio::time::Instant::now();
-    loop {
-        let progress = fill.progress.notified();
-        let released = fill.budget.released();
-        {
-            let mut state = fill.lock();
-            if state.readers.is_empty() {
-                return Room::NoReader;
-            }
-            if drop_consumed_chunks(&mut state, &fill.budget) {
-                stalled_since = tokio::time::Instant::now();
-            }
-            let room = fill.budget.has_room();
-            if room && (state.chunks.is_empty() || state.counted < MAX_BYTES_AHEAD) {
-                return Room::Go;
-            }
-            if !room && !state.chunks.is_empty() && stalled_since.elapsed() >= STALL_WHILE_FULL {
-                return Room::Shed;
-            }
-        }
-        tokio::select! {
-            () = progress => {}
-            () = released => {}
-            () = tokio::time::sleep_until(stalled_since + STALL_WHILE_FULL) => {}
-        }
-    }
-}
-
-/// Drops the chunks every reader has read (only once nothing is stored),
-/// and gives their bytes back to the budget. Returns whether any went.
-fn drop_consumed_chunks(state: &mut State, budget: &FillBudget) -> bool {
-    let consumed = state.slowest().saturating_sub(state.base).min(state.chunks.len());
-    if consumed > 0 {
-        let bytes: u64 = state.chunks.drain(..consumed).map(|c| c.len() as u64).sum();
-        state.base += consumed;
-        let bytes = bytes.min(state.counted);
-        state.counted -= bytes;
-        budget.release(bytes);
-        return true;
-    }
-    false
-}
-
-/// Copies the chunks into one exact-size buffer. Even a single chunk is
-/// copied: it may be a slice of a larger read buffer that storing it would
-/// keep alive.
-fn concat(chunks: &[Bytes], len: u64) -> Bytes {
-    let mut out = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
-    for chunk in chunks {
-        out.extend_from_slice(chunk);
-    }
-    out.freeze()
 }
 
 /// The Via sent upstream: the client's chain plus this node.
