@@ -5,7 +5,6 @@
 //! primary key covers method, scheme, host, path and query; the variant key
 //! adds the request headers named by the stored response's `Vary`.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -17,14 +16,14 @@ use http::{HeaderMap, HeaderName, header};
 const PRIMARY_CONTEXT: &str = "holdfast 2026-11 primary cache key";
 const VARIANT_CONTEXT: &str = "holdfast 2026-11 variant cache key";
 
+/// Primary keys whose encoded fields fit this many bytes (nearly all) are
+/// encoded on the stack; longer ones on the heap.
+const PRIMARY_ON_STACK: usize = 512;
+
 /// Each context's derived key, computed once: deriving it costs more
 /// compressions than hashing a short URL, and every request computes a
 /// primary key. The keys are the same as with `new_derive_key` (disk
 /// records stay readable).
-/// Primary keys whose encoded fields fit this many bytes (nearly all) are
-/// built on the stack and hashed in one update.
-const PRIMARY_ON_STACK: usize = 512;
-
 static PRIMARY_CONTEXT_KEY: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(PRIMARY_CONTEXT));
 static VARIANT_CONTEXT_KEY: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(VARIANT_CONTEXT));
 
@@ -58,32 +57,29 @@ impl Key {
         let mut hasher = blake3::Hasher::new_from_context_key(&PRIMARY_CONTEXT_KEY);
         let fields = [method, scheme, host, path_and_query];
         let encoded: usize = fields.iter().map(|field| 8 + field.len()).sum();
-        if encoded <= PRIMARY_ON_STACK {
-            // The same bytes `write_field` gives, in one update: a hasher
-            // call per length and per field cost more than the hashing.
-            let mut buf = [0u8; PRIMARY_ON_STACK];
-            let mut at = 0;
-            for (i, field) in fields.iter().enumerate() {
-                buf[at..at + 8].copy_from_slice(&(field.len() as u64).to_le_bytes());
-                at += 8;
-                let bytes = &mut buf[at..at + field.len()];
-                bytes.copy_from_slice(field.as_bytes());
-                if i == 2 {
-                    bytes.make_ascii_lowercase();
-                }
-                at += field.len();
-            }
-            hasher.update(&buf[..at]);
+        // The same bytes `write_field` gives, hashed in one update: a hasher
+        // call per length and per field costs more than the hashing.
+        let mut stack = [0u8; PRIMARY_ON_STACK];
+        let mut heap = Vec::new();
+        let buf = if encoded <= PRIMARY_ON_STACK {
+            &mut stack[..encoded]
         } else {
-            // Hosts come lowercased from the handler: no copy then.
-            let host = match host.bytes().any(|b| b.is_ascii_uppercase()) {
-                true => Cow::Owned(host.to_ascii_lowercase()),
-                false => Cow::Borrowed(host),
-            };
-            for field in [method, scheme, host.as_ref(), path_and_query] {
-                write_field(&mut hasher, Some(field.as_bytes()));
+            heap.resize(encoded, 0);
+            &mut heap[..]
+        };
+        let mut at = 0;
+        for (i, field) in fields.iter().enumerate() {
+            buf[at..at + 8].copy_from_slice(&(field.len() as u64).to_le_bytes());
+            at += 8;
+            let bytes = &mut buf[at..at + field.len()];
+            bytes.copy_from_slice(field.as_bytes());
+            if i == 2 {
+                // The host is compared case-insensitively.
+                bytes.make_ascii_lowercase();
             }
+            at += field.len();
         }
+        hasher.update(buf);
         Key(*hasher.finalize().as_bytes())
     }
 
@@ -297,7 +293,7 @@ mod tests {
         }
         let primary = Key::primary("GET", "https", "Example.com", "/app.js?v=2");
         assert_eq!(primary.0, *fresh.finalize().as_bytes());
-        // A target too long for the stack buffer takes the field-by-field path.
+        // A target too long for the stack buffer is encoded on the heap.
         let long = format!("/{}", "a".repeat(600));
         let mut fresh = blake3::Hasher::new_derive_key(PRIMARY_CONTEXT);
         for field in ["GET", "https", "example.com", &long] {
