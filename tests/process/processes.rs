@@ -184,12 +184,26 @@ async fn tally(workers: Vec<tokio::task::JoinHandle<(usize, Vec<Outcome>)>>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_under_load_loses_no_request() {
+    upgrade_under_load("upgrade", &[]).await;
+}
+
+/// One worker runs the current-thread scheduler (what a pod with a CPU
+/// limit of 1 gets): the handover, the drain and the serving all work on
+/// one thread too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_thread_node_upgrades_under_load_and_loses_no_request() {
+    upgrade_under_load("upgrade-one-thread", &["--workers", "1"]).await;
+}
+
+/// Serves `/hot.js` and distinct misses on new connections while a second
+/// process started with `--upgrade` takes over; both run with `extra`.
+async fn upgrade_under_load(name: &str, extra: &[&str]) {
     within(async {
         let origin = FakeOrigin::start().await;
-        let dir = temp_dir("upgrade");
+        let dir = temp_dir(name);
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         // The same arguments for both processes, admin listener included.
-        let args = serve_args(addr, &origin.url(), &dir, free_port(), &[]);
+        let args = serve_args(addr, &origin.url(), &dir, free_port(), extra);
         let mut old = NodeProcess::spawn(holdfast_bin(), &args);
         wait_until_serving(addr).await;
 

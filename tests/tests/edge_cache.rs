@@ -387,6 +387,18 @@ async fn cache_status_keeps_the_upstream_caches_members() {
 /// body arrives whole and its own, small and large, misses and hits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_http2_streams_each_get_their_own_whole_body() {
+    http2_streams_each_get_their_own_whole_body().await;
+}
+
+/// The same on one thread: node, origin and client share the
+/// current-thread scheduler that `--workers 1` serves on, where a
+/// connection's task runs only after every stream queued before it.
+#[tokio::test]
+async fn concurrent_http2_streams_on_a_one_thread_node_each_get_their_own_whole_body() {
+    http2_streams_each_get_their_own_whole_body().await;
+}
+
+async fn http2_streams_each_get_their_own_whole_body() {
     within(async {
         let origin = holdfast_test::FakeOrigin::start().await;
         let body_of = |i: usize| -> Vec<u8> {

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::coalesce::{Activity, CoalescedWrites, Polled};
+use crate::coalesce::{CoalescedWrites, Polled, TaskRuns};
 use crate::connections::{ConnectionLimiter, ConnectionLimits, ConnectionPermit};
 use crate::handler::Handler;
 use crate::stall::SendTimeout;
@@ -297,15 +297,12 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let first_in_service = Arc::clone(&first);
-    let activity = Arc::new(Activity::default());
-    let activity_in_service = Arc::clone(&activity);
+    let runs = Arc::new(TaskRuns::default());
     let progress = Arc::new(StreamProgress::default());
     let progress_in_service = Arc::clone(&progress);
     let Listener { scheme, alt_svc, names } = listener;
     let service = service_fn(move |mut request: hyper::Request<Incoming>| {
         first_in_service.arrived();
-        // HTTP/1.1 answers one request at a time: nothing to gather.
-        let answering = (request.version() == http::Version::HTTP_2).then(|| activity_in_service.answering());
         let handler = Arc::clone(&handler);
         let alt_svc = alt_svc.clone();
         if let Some(names) = &names {
@@ -323,11 +320,10 @@ async fn serve_connection<S>(
                 Some(progress) => progress.watch(body),
                 None => Watched::unwatched(body),
             });
-            drop(answering);
             Ok::<_, Infallible>(response)
         }
     });
-    let stream = CoalescedWrites::new(stream, Arc::clone(&activity));
+    let stream = CoalescedWrites::new(stream, Arc::clone(&runs));
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let serving = async {
         tokio::select! {
@@ -343,7 +339,7 @@ async fn serve_connection<S>(
             }
         }
     };
-    Polled::new(std::pin::pin!(serving), activity).await;
+    Polled::new(std::pin::pin!(serving), runs).await;
     first.arrived();
 }
 

@@ -10,6 +10,7 @@ mod dashboard;
 mod metrics;
 mod purge_log;
 pub mod reload;
+pub mod runtime;
 mod stats;
 pub mod telemetry;
 pub mod top;

@@ -227,7 +227,7 @@ fn serve(args: ServeArgs, env: Environment) -> anyhow::Result<()> {
     if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
         tracing::warn!(%error, "jemalloc background purging unavailable; freed memory is returned as the node allocates");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = holdfast_node::runtime::build(config.workers)?;
     runtime.block_on(async move {
         // Before the node serves: a SIGTERM or SIGHUP sent as soon as it
         // answers must find these handlers, not the default action (the

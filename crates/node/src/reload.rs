@@ -111,6 +111,9 @@ impl Reloader {
         if config.tls.as_ref().map(|t| &t.listen) != old.tls.as_ref().map(|t| &t.listen) {
             not_applied.push("tls.listen");
         }
+        if config.workers != old.workers {
+            not_applied.push("server.workers");
+        }
         if config.store.memory_size != old.store.memory_size {
             not_applied.push("cache.memory_size");
         }

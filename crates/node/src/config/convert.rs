@@ -48,6 +48,7 @@ impl NodeConfig {
             tls_cert,
             tls_key,
             h3,
+            workers,
         } = overrides;
         if !listen.is_empty() {
             file.server.listen = listen;
@@ -57,6 +58,9 @@ impl NodeConfig {
         }
         if let Some(size) = memory_size {
             file.cache.memory_size = size;
+        }
+        if let Some(workers) = workers {
+            file.server.workers = workers;
         }
         if let Some(size) = max_object_size {
             file.cache.max_object_size = size;
@@ -188,6 +192,7 @@ impl NodeConfig {
             admin_token,
             metrics_without_token: file.admin.metrics_without_token,
             access_log,
+            workers: file.server.workers,
             environment: env.clone(),
         })
     }

@@ -220,6 +220,8 @@ pub struct ServerSection {
     /// A write to a client that makes no progress for this long closes it.
     #[serde(with = "humantime_serde")]
     pub send_timeout: Duration,
+    /// Threads serving requests; 0: one per CPU the process may use.
+    pub workers: usize,
 }
 
 impl Default for ServerSection {
@@ -239,6 +241,7 @@ impl Default for ServerSection {
             max_connections: holdfast_frontend::server::DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: 0,
             send_timeout: defaults.send_timeout,
+            workers: 0,
         }
     }
 }

@@ -105,6 +105,9 @@ pub struct NodeConfig {
     pub admin_token: Option<AdminToken>,
     pub metrics_without_token: bool,
     pub access_log: Option<(crate::access_log::Destination, crate::access_log::Format)>,
+    /// `server.workers` as written: 0 is one per usable CPU (see
+    /// [`crate::runtime`]).
+    pub workers: usize,
     /// The environment the file was converted with; a reload converts the
     /// new file with the same one (the environment is read once).
     pub environment: Environment,

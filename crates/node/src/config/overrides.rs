@@ -45,4 +45,8 @@ pub struct Overrides {
     /// Also serve HTTP/3 over UDP on the TLS listeners' addresses (tls.h3).
     #[arg(long)]
     pub h3: bool,
+    /// Threads serving requests; 0: one per CPU the process may use
+    /// (server.workers).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
 }
