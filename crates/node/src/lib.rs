@@ -361,12 +361,25 @@ impl RunningNode {
         if left > 0 {
             tracing::warn!(left, "stopping with disk writes still queued; those objects are in memory only");
         }
-        // The control socket path belongs to the new node after a handover.
-        if let Some(path) = &self.control_socket
-            && control::running_pid(path).is_none_or(|pid| pid == std::process::id())
+        self.remove_control_socket();
+    }
+
+    /// Removes the control socket unless a new node took it over (after a
+    /// handover the path is the new node's).
+    fn remove_control_socket(&mut self) {
+        if let Some(path) = self.control_socket.take()
+            && control::running_pid(&path).is_none_or(|pid| pid == std::process::id())
         {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// A node dropped without [`RunningNode::shutdown`] (tests, an error on the
+/// way out) leaves no socket file behind either.
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        self.remove_control_socket();
     }
 }
 

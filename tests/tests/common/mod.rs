@@ -43,9 +43,11 @@ pub async fn node_with(origin: &FakeOrigin, tweak: impl FnOnce(&mut FileConfig))
 /// The admin token tests authenticate with.
 pub const TOKEN: &str = "test-token-0123456789";
 
-/// A token file holding [`TOKEN`], named after the test.
+/// A token file holding [`TOKEN`], named after the test, in Cargo's
+/// scratch directory for integration tests (under `target/`, not `/tmp`).
 pub fn token_file(name: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("holdfast-token-{name}-{}", std::process::id()));
+    let path =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("holdfast-token-{name}-{}", std::process::id()));
     std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
     path
 }

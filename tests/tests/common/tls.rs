@@ -14,7 +14,9 @@ pub struct Certs {
 }
 
 pub fn certs(name: &str, sans: &[&[&str]]) -> Certs {
-    let dir = std::env::temp_dir().join(format!("holdfast-tls-{name}-{}", std::process::id()));
+    // Cargo's scratch directory for integration tests (under `target/`).
+    let dir =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("holdfast-tls-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut pairs = Vec::new();

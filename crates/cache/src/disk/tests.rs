@@ -3,14 +3,26 @@ use crate::policy::{self, Exchange};
 use http::{HeaderValue, StatusCode};
 use std::time::{Duration, UNIX_EPOCH};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("holdfast-disk-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    dir
+/// A fresh directory for one test, removed when the test ends (declare it
+/// before the tiers that use it, so they close first).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("holdfast-disk-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        Scratch(dir)
+    }
+
+    fn tier(&self, max_size: u64) -> DiskTier {
+        DiskTier::open(DiskConfig::new(self.0.clone(), max_size)).unwrap()
+    }
 }
 
-fn tier(name: &str, max_size: u64) -> DiskTier {
-    DiskTier::open(DiskConfig::new(temp_dir(name), max_size)).unwrap()
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 fn meta_with(url: &str, body: &[u8], pairs: &[(&'static str, &'static str)]) -> Meta {
@@ -38,7 +50,8 @@ fn body_of(disk: &DiskTier, key: &Key, request: &HeaderMap) -> Option<Bytes> {
 
 #[test]
 fn stored_objects_survive_reopening() {
-    let disk = tier("reopen", 1 << 30);
+    let scratch = Scratch::new("reopen");
+    let disk = scratch.tier(1 << 30);
     let key = Key::primary("GET", "http", "h", "/a");
     let request = HeaderMap::new();
     disk.insert(&key, &request, &meta_for("/a", b"hello"), b"hello");
@@ -56,7 +69,8 @@ fn stored_objects_survive_reopening() {
 
 #[test]
 fn a_corrupted_body_is_quarantined_and_never_returned() {
-    let disk = tier("corrupt", 1 << 30);
+    let scratch = Scratch::new("corrupt");
+    let disk = scratch.tier(1 << 30);
     let key = Key::primary("GET", "http", "h", "/c");
     let request = HeaderMap::new();
     let meta = meta_for("/c", b"good bytes");
@@ -69,7 +83,8 @@ fn a_corrupted_body_is_quarantined_and_never_returned() {
 
 #[test]
 fn a_torn_record_is_a_miss() {
-    let disk = tier("torn", 1 << 30);
+    let scratch = Scratch::new("torn");
+    let disk = scratch.tier(1 << 30);
     let key = Key::primary("GET", "http", "h", "/t");
     let request = HeaderMap::new();
     disk.insert(&key, &request, &meta_for("/t", b"x"), b"x");
@@ -84,7 +99,8 @@ fn a_torn_record_is_a_miss() {
 /// restore) never answers for that key.
 #[test]
 fn a_record_answers_only_for_its_own_key() {
-    let disk = tier("bound", 1 << 30);
+    let scratch = Scratch::new("bound");
+    let disk = scratch.tier(1 << 30);
     let request = HeaderMap::new();
     let (a, b) = (Key::primary("GET", "http", "h", "/a"), Key::primary("GET", "http", "h", "/b"));
     disk.insert(&a, &request, &meta_for("/a", b"for a"), b"for a");
@@ -95,7 +111,8 @@ fn a_record_answers_only_for_its_own_key() {
 
 #[test]
 fn a_body_whose_file_vanished_is_stored_again() {
-    let disk = tier("vanished", 1 << 30);
+    let scratch = Scratch::new("vanished");
+    let disk = scratch.tier(1 << 30);
     let request = HeaderMap::new();
     let key = Key::primary("GET", "http", "h", "/v");
     let meta = meta_for("/v", b"body");
@@ -110,7 +127,8 @@ fn a_body_whose_file_vanished_is_stored_again() {
 #[test]
 fn least_recently_used_records_are_evicted_with_their_bodies() {
     // Each object takes a record and a body of one 4 KiB block: room for 4.
-    let disk = tier("evict", 8 * 4096);
+    let scratch = Scratch::new("evict");
+    let disk = scratch.tier(8 * 4096);
     let request = HeaderMap::new();
     let keys: Vec<Key> = (0..6).map(|i| Key::primary("GET", "http", "h", &format!("/{i}"))).collect();
     for (i, key) in keys.iter().enumerate() {
@@ -133,7 +151,8 @@ fn least_recently_used_records_are_evicted_with_their_bodies() {
 /// records, which are counted and evicted like bodies.
 #[test]
 fn a_key_flood_stays_within_the_byte_and_file_budgets() {
-    let disk = DiskTier::open(DiskConfig { max_files: 100, ..DiskConfig::new(temp_dir("flood"), 64 * 4096) }).unwrap();
+    let scratch = Scratch::new("flood");
+    let disk = DiskTier::open(DiskConfig { max_files: 100, ..DiskConfig::new(scratch.0.clone(), 64 * 4096) }).unwrap();
     let request = HeaderMap::new();
     for i in 0..500 {
         let url = format!("/same?v={i}");
@@ -151,7 +170,8 @@ fn a_key_flood_stays_within_the_byte_and_file_budgets() {
 
 #[test]
 fn identical_bodies_share_one_file() {
-    let disk = tier("dedup", 1 << 30);
+    let scratch = Scratch::new("dedup");
+    let disk = scratch.tier(1 << 30);
     let request = HeaderMap::new();
     for path in ["/v1/app.js", "/v2/app.js"] {
         let key = Key::primary("GET", "http", "h", path);
@@ -162,7 +182,8 @@ fn identical_bodies_share_one_file() {
 
 #[test]
 fn variants_live_under_their_own_records() {
-    let disk = tier("vary", 1 << 30);
+    let scratch = Scratch::new("vary");
+    let disk = scratch.tier(1 << 30);
     let key = Key::primary("GET", "http", "h", "/v");
     let vary = [("vary", "accept-encoding")];
     let mut br = HeaderMap::new();
@@ -178,7 +199,8 @@ fn variants_live_under_their_own_records() {
 
 #[test]
 fn a_soft_purge_survives_reopening() {
-    let disk = tier("soft", 1 << 30);
+    let scratch = Scratch::new("soft");
+    let disk = scratch.tier(1 << 30);
     let key = Key::primary("GET", "http", "h", "/s");
     let request = HeaderMap::new();
     let meta = meta_with("/s", b"s", &[("cache-control", "max-age=600, immutable, stale-while-revalidate=60")]);
@@ -195,7 +217,8 @@ fn a_soft_purge_survives_reopening() {
 
 #[test]
 fn large_bodies_are_streamed_and_verified_per_chunk() {
-    let disk = tier("chunks", 1 << 30);
+    let scratch = Scratch::new("chunks");
+    let disk = scratch.tier(1 << 30);
     let key = Key::primary("GET", "http", "h", "/big");
     let request = HeaderMap::new();
     let body: Vec<u8> = (0..(CHUNK_SIZE as usize * 3 + 100)).map(|i| (i % 251) as u8).collect();
@@ -225,7 +248,8 @@ fn large_bodies_are_streamed_and_verified_per_chunk() {
 
 #[test]
 fn a_full_disk_recovers_without_a_restart() {
-    let disk = tier("full", 1 << 30);
+    let scratch = Scratch::new("full");
+    let disk = scratch.tier(1 << 30);
     let request = HeaderMap::new();
     disk.write_failed(&io::Error::from_raw_os_error(28));
     assert!(disk.stats().full);
@@ -245,7 +269,8 @@ fn a_full_disk_recovers_without_a_restart() {
 /// of temporary files never collide, every record stays readable.
 #[test]
 fn two_writers_sharing_a_directory_never_collide() {
-    let dir = temp_dir("shared");
+    let scratch = Scratch::new("shared");
+    let dir = scratch.0.clone();
     let (one, two) = (
         std::sync::Arc::new(DiskTier::open(DiskConfig::new(dir.clone(), 1 << 30)).unwrap()),
         std::sync::Arc::new(DiskTier::open(DiskConfig::new(dir, 1 << 30)).unwrap()),
@@ -280,7 +305,8 @@ fn two_writers_sharing_a_directory_never_collide() {
 /// the scan nothing is ruled out, after it only keys with no record.
 #[test]
 fn only_keys_with_no_record_after_the_scan_are_surely_absent() {
-    let disk = tier("absent", 1 << 30);
+    let scratch = Scratch::new("absent");
+    let disk = scratch.tier(1 << 30);
     let (stored, vary, never) = (
         Key::primary("GET", "http", "h", "/stored"),
         Key::primary("GET", "http", "h", "/vary"),
