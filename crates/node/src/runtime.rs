@@ -5,10 +5,11 @@
 //! no other worker to hand tasks to, yet still pays for it: a second
 //! thread blocked in `block_on`, atomic run queues, and wakeups that go
 //! through its shared I/O driver. The current-thread scheduler runs the
-//! same tasks on one thread without those costs: 7% more 1 KiB hits over
-//! HTTP/1.1 and, with HTTP/2 answers gathered per connection run (see
-//! `holdfast_frontend::coalesce`), a quarter more over HTTP/2 with TLS,
-//! measured on one pinned core (README › Benchmarks). With more CPUs the
+//! same tasks on one thread without those costs. With HTTP/2 answers
+//! gathered per run of the connection's task (see
+//! `holdfast_frontend::coalesce`), an HTTP/2 hit costs a fifth less CPU on
+//! one pinned core; HTTP/1.1 and HTTP/3 hits cost the same either way
+//! (README › Benchmarks, `benches/cpu-per-request.sh`). With more CPUs the
 //! multi-thread scheduler runs one worker per CPU.
 
 use std::num::NonZeroUsize;
