@@ -26,6 +26,7 @@ pub mod key;
 pub mod meta;
 pub mod partial;
 pub mod policy;
+mod prefetch;
 pub mod store;
 pub mod stored_headers;
 

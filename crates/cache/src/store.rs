@@ -26,6 +26,7 @@ use moka::sync::Cache;
 
 use crate::key::{Digest, Key};
 use crate::meta::{Meta, custom_name_len};
+use crate::prefetch;
 
 /// A Vary record's entry and names.
 const VARY_FIXED_COST: usize = 192;
@@ -179,6 +180,10 @@ impl Store {
             found => found,
         };
         let Some(Record::Response { meta, body }) = record else { return Lookup::Miss };
+        // The head is built from these, then the body is copied out.
+        prefetch::prefetch(std::slice::from_ref(&*meta), usize::MAX);
+        meta.headers.prefetch();
+        prefetch::prefetch(&body, prefetch::BODY_PREFETCH_BYTES);
         let hit = Hit { meta, body };
         if hit.meta.is_fresh(now) { Lookup::Fresh(hit) } else { Lookup::Stale(hit) }
     }

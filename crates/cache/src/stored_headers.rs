@@ -89,6 +89,12 @@ impl StoredHeaders {
         StoredHeaders::new(&map)
     }
 
+    /// Starts loading the fields into the CPU caches (see [`crate::prefetch`]).
+    pub(crate) fn prefetch(&self) {
+        crate::prefetch::prefetch(&self.fields, usize::MAX);
+        crate::prefetch::prefetch(&self.values, usize::MAX);
+    }
+
     /// What the fields cost in memory: the list, the values, custom names.
     pub(crate) fn cost(&self) -> usize {
         let names: usize = self.fields.iter().map(|(name, _)| crate::meta::custom_name_len(name)).sum();
