@@ -403,3 +403,30 @@ async fn response_fields_arrive_intact_however_qpack_codes_them() {
     })
     .await
 }
+
+/// A GET's stream ends with its header section, and the node reads that
+/// end before letting the stream go. Dropping it unread made quinn send
+/// STOP_SENDING on every request: one more frame for the client to handle
+/// and for the node to track until acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_request_stream_is_not_stopped() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/a", Reply::ok("x".repeat(1024)));
+        let certs = certs("h3-stop", &[&["localhost"]]);
+        let node = h3_node(&origin, &certs, |_| {}).await;
+        let endpoint = client(&[certs.pairs[0].2.clone()], |_| {});
+        let connection = endpoint.connect(node.h3_addrs[0], "localhost").unwrap().await.unwrap();
+        let mut sender = h3_over(connection.clone()).await;
+        const REQUESTS: u64 = 60;
+        for _ in 0..REQUESTS {
+            assert_eq!(send(&mut sender, "GET", "/a").await.0, 200);
+        }
+        // A FIN that trails its header section in a later packet may still
+        // meet a STOP_SENDING; one for every request was the bug.
+        let stopped = connection.stats().frame_rx.stop_sending;
+        assert!(stopped < REQUESTS / 4, "{stopped} STOP_SENDING frames for {REQUESTS} GETs");
+        let _ = std::fs::remove_dir_all(&certs.dir);
+    })
+    .await
+}

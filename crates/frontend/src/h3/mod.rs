@@ -79,6 +79,9 @@ pub struct H3Config {
     /// Open QUIC connections, in all and per client address.
     pub limits: ConnectionLimits,
     pub address_validation: AddressValidation,
+    /// Kernel buffer of the UDP socket, each way, in bytes; 0 keeps the
+    /// system's default (see [`size_socket_buffers`]).
+    pub socket_buffer: usize,
 }
 
 /// Open QUIC connections by default. An open connection costs about
@@ -89,6 +92,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Handshakes in progress above which clients must answer a Retry.
 pub const DEFAULT_RETRY_ABOVE_HANDSHAKES: usize = 64;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The UDP socket's kernel buffers: about 1,800 full datagrams each way.
+pub const DEFAULT_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
 impl Default for H3Config {
     fn default() -> Self {
@@ -104,6 +109,7 @@ impl Default for H3Config {
             send_timeout: crate::server::DEFAULT_SEND_TIMEOUT,
             limits: ConnectionLimits { max: DEFAULT_MAX_CONNECTIONS, max_per_client: 0 },
             address_validation: AddressValidation::Auto { above_handshakes: DEFAULT_RETRY_ABOVE_HANDSHAKES },
+            socket_buffer: DEFAULT_SOCKET_BUFFER,
         }
     }
 }
@@ -219,9 +225,44 @@ pub fn endpoint(
     server.max_incoming(config.limits.max.clamp(64, 1 << 16));
     server.incoming_buffer_size_total(16 * 1024 * 1024);
     let addr = socket.local_addr().ok();
+    size_socket_buffers(&socket, config.socket_buffer);
     let runtime = Arc::new(quinn::TokioRuntime);
     quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime)
         .map_err(|source| H3Error::Socket { addr, source })
+}
+
+/// Sizes the UDP socket's kernel buffers. Every QUIC connection shares
+/// the one socket, and the system's default (about 208 KiB on Linux, under
+/// a hundred datagrams) overflows while a busy node is between reads: each
+/// datagram dropped there costs its connection a loss-detection delay and
+/// a retransmission. The kernel caps what it grants at net.core.rmem_max
+/// and wmem_max; less than asked is logged, with the setting to raise.
+fn size_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    let socket = socket2::SockRef::from(socket);
+    if let Err(error) = socket.set_recv_buffer_size(bytes) {
+        tracing::warn!(%error, bytes, "cannot size the HTTP/3 socket's receive buffer (tls.h3_socket_buffer)");
+    }
+    if let Err(error) = socket.set_send_buffer_size(bytes) {
+        tracing::warn!(%error, bytes, "cannot size the HTTP/3 socket's send buffer (tls.h3_socket_buffer)");
+    }
+    // Linux reports twice the size it was asked for (the rest covers its
+    // bookkeeping), and at most twice the cap.
+    let granted = |size: std::io::Result<usize>| size.map(|reported| reported / 2).unwrap_or(0);
+    let (receive, send) = (granted(socket.recv_buffer_size()), granted(socket.send_buffer_size()));
+    if receive < bytes || send < bytes {
+        tracing::warn!(
+            asked = bytes,
+            receive,
+            send,
+            "the kernel granted the HTTP/3 socket smaller buffers than tls.h3_socket_buffer: raise the \
+             sysctls net.core.rmem_max and net.core.wmem_max, or lower the setting"
+        );
+    } else {
+        tracing::debug!(bytes, "HTTP/3 socket buffers sized");
+    }
 }
 
 /// Serves HTTP/3 on `endpoint` until shutdown; then sends GOAWAY on every
@@ -383,6 +424,8 @@ async fn connection(
     }
     drop(handshaking);
     while requests.next().await.is_some() {}
+    // Packet and frame counts, for tuning (HOLDFAST_LOG=holdfast_frontend::h3=trace).
+    tracing::trace!(%peer, stats = ?connection.stats(), "HTTP/3 connection done");
 }
 
 /// The QUIC handshake, as far as 0.5-RTT: returns the connection once the

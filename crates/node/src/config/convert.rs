@@ -281,6 +281,12 @@ fn tls_config(file: &FileConfig, max_header_bytes: usize, source: &str) -> anyho
         H3AddressValidation::Always => AddressValidation::Always,
         H3AddressValidation::Never => AddressValidation::Never,
     };
+    let Ok(socket_buffer) = usize::try_from(tls.h3_socket_buffer.as_u64()) else {
+        bail!("{source}: tls.h3_socket_buffer is too large");
+    };
+    if socket_buffer > i32::MAX as usize {
+        bail!("{source}: tls.h3_socket_buffer must be under 2 GiB");
+    }
     let h3 = tls.h3.then(|| H3Config {
         idle_timeout: tls.h3_idle_timeout,
         max_field_section_size: max_header_bytes as u64,
@@ -291,6 +297,7 @@ fn tls_config(file: &FileConfig, max_header_bytes: usize, source: &str) -> anyho
         send_timeout: file.server.send_timeout,
         limits: ConnectionLimits { max: tls.h3_max_connections, max_per_client: tls.h3_max_connections_per_client },
         address_validation,
+        socket_buffer,
         ..H3Config::default()
     });
     let certificates = tls.certificate.iter().map(|c| CertFiles { cert: c.cert.clone(), key: c.key.clone() }).collect();

@@ -122,6 +122,8 @@ pub struct TlsSection {
     /// QUIC Retry (address validation).
     pub h3_address_validation: H3AddressValidation,
     pub h3_retry_above_handshakes: usize,
+    /// The UDP socket's kernel buffers, each way; 0 keeps the system's.
+    pub h3_socket_buffer: ByteSize,
 }
 
 impl Default for TlsSection {
@@ -138,6 +140,7 @@ impl Default for TlsSection {
             h3_handshake_timeout: holdfast_frontend::h3::DEFAULT_HANDSHAKE_TIMEOUT,
             h3_address_validation: H3AddressValidation::default(),
             h3_retry_above_handshakes: holdfast_frontend::h3::DEFAULT_RETRY_ABOVE_HANDSHAKES,
+            h3_socket_buffer: ByteSize::b(holdfast_frontend::h3::DEFAULT_SOCKET_BUFFER as u64),
         }
     }
 }

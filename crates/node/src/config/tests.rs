@@ -157,3 +157,19 @@ fn overrides_are_the_serve_flags() {
     assert!(Serve::try_parse_from(["serve", "--listen", "nowhere"]).is_err());
     assert!(Serve::try_parse_from(["serve", "--tls-cert", "cert.pem"]).is_err(), "--tls-key is required too");
 }
+
+#[test]
+fn the_h3_socket_buffer_has_a_default_a_key_and_a_bound() {
+    let with = |line: &str| {
+        let text = format!(
+            "[origin]\nurls = [\"http://127.0.0.1:9\"]\n[tls]\nlisten = [\"127.0.0.1:1\"]\nh3 = true\n{line}\n\
+             [[tls.certificate]]\ncert = \"c.pem\"\nkey = \"k.pem\"\n"
+        );
+        parse(&text).map(|config| config.tls.and_then(|tls| tls.h3).map(|h3| h3.socket_buffer))
+    };
+    assert_eq!(with("").unwrap(), Some(holdfast_frontend::h3::DEFAULT_SOCKET_BUFFER));
+    assert_eq!(with("h3_socket_buffer = \"1MiB\"").unwrap(), Some(1024 * 1024));
+    assert_eq!(with("h3_socket_buffer = \"0\"").unwrap(), Some(0), "0 keeps the system's size");
+    let error = with("h3_socket_buffer = \"3GiB\"").unwrap_err().to_string();
+    assert!(error.contains("tls.h3_socket_buffer") && error.contains("t.toml"), "{error}");
+}
