@@ -430,3 +430,32 @@ async fn a_finished_request_stream_is_not_stopped() {
     })
     .await
 }
+
+/// A pass-through request's body reaches the origin whole: the node reads
+/// the end of a request stream only once the handler has let the body go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_body_is_relayed_whole() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        origin.route("/form", Reply::ok("posted").header("cache-control", "no-store"));
+        let certs = certs("h3-post", &[&["localhost"]]);
+        let node = h3_node(&origin, &certs, |c| c.server.pass_methods = vec!["POST".into()]).await;
+        let endpoint = client(&[certs.pairs[0].2.clone()], |_| {});
+        let connection = endpoint.connect(node.h3_addrs[0], "localhost").unwrap().await.unwrap();
+        let mut sender = h3_over(connection).await;
+        let body = Bytes::from("field=".repeat(5000));
+        let request = http::Request::post("https://localhost/form").body(()).unwrap();
+        let mut stream = sender.send_request(request).await.unwrap();
+        for chunk in body.chunks(7000) {
+            stream.send_data(Bytes::copy_from_slice(chunk)).await.unwrap();
+        }
+        stream.finish().await.unwrap();
+        let response = stream.recv_response().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-cache"], "PASS");
+        while stream.recv_data().await.unwrap().is_some() {}
+        assert_eq!(origin.last_body("/form"), Some(body));
+        let _ = std::fs::remove_dir_all(&certs.dir);
+    })
+    .await
+}

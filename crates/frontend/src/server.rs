@@ -333,8 +333,12 @@ async fn serve_connection<S>(
                     tracing::debug!(%peer, %error, "connection ended with an error");
                 }
             }
-            () = progress.watchdog(stalls.timeout) => {
+            // Counted before select! drops the connection (and closes its
+            // socket): whoever sees the close sees the count.
+            () = async {
+                progress.watchdog(stalls.timeout).await;
                 stalls.count.fetch_add(1, Ordering::Relaxed);
+            } => {
                 tracing::debug!(%peer, timeout = ?stalls.timeout, "an HTTP/2 response got no flow-control credit: connection closed");
             }
         }

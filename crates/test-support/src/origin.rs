@@ -152,6 +152,7 @@ struct State {
     default: Option<Reply>,
     hits: HashMap<String, usize>,
     last_headers: HashMap<String, HeaderMap>,
+    last_bodies: HashMap<String, Bytes>,
 }
 
 /// A steerable origin on 127.0.0.1. Unknown paths get `Reply::ok(path)`.
@@ -249,6 +250,11 @@ impl FakeOrigin {
         state.hits.iter().filter(|(path, _)| path.as_str() != HEALTH_PATH).map(|(_, n)| n).sum()
     }
 
+    /// The body of the last request for a path other than GET or HEAD.
+    pub fn last_body(&self, path: &str) -> Option<Bytes> {
+        self.state.lock().expect("origin state").last_bodies.get(path).cloned()
+    }
+
     /// The headers of the last request for a path.
     pub fn last_headers(&self, path: &str) -> Option<HeaderMap> {
         self.state.lock().expect("origin state").last_headers.get(path).cloned()
@@ -271,6 +277,13 @@ async fn answer(
     request: Request<Incoming>,
 ) -> Result<Response<BoxBody<Bytes, BoxError>>, Infallible> {
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let (parts, body) = request.into_parts();
+    let request = Request::from_parts(parts, ());
+    if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
+        // A broken request body is recorded as far as it came.
+        let received = body.collect().await.map(|collected| collected.to_bytes()).unwrap_or_default();
+        state.lock().expect("origin state").last_bodies.insert(path.clone(), received);
+    }
     let reply = {
         let mut state = state.lock().expect("origin state");
         *state.hits.entry(path.clone()).or_default() += 1;

@@ -250,7 +250,8 @@ fn size_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) {
     }
     // Linux reports twice the size it was asked for (the rest covers its
     // bookkeeping), and at most twice the cap.
-    let granted = |size: std::io::Result<usize>| size.map(|reported| reported / 2).unwrap_or(0);
+    let reported_per_byte = if cfg!(target_os = "linux") { 2 } else { 1 };
+    let granted = |size: std::io::Result<usize>| size.map(|reported| reported / reported_per_byte).unwrap_or(0);
     let (receive, send) = (granted(socket.recv_buffer_size()), granted(socket.send_buffer_size()));
     if receive < bytes || send < bytes {
         tracing::warn!(
