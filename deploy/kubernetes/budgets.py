@@ -14,7 +14,8 @@ UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": KIB, "m": 1000**2, "mb": 1
 
 # Defaults of the node (crates/*: DEFAULT_*).
 DEFAULTS = {"memory_size": 256 * MIB, "fill_buffer_size": 64 * MIB, "max_object_size": 64 * MIB,
-            "disk_size": 10 * GIB, "max_connections": 4096, "h3_max_connections": 1024}
+            "disk_size": 10 * GIB, "max_connections": 4096, "h3_max_connections": 1024,
+            "h3_socket_buffer": 4 * MIB}
 RUNTIME = 64 * MIB            # runtime, threads, allocator slack, logs in flight
 PER_TCP_CONNECTION = 48 * KIB  # hyper + rustls buffers of an open connection
 PER_QUIC_CONNECTION = 64 * KIB  # quinn + rustls state of an open connection
@@ -46,6 +47,10 @@ def budgets(config_text):
     max_object = size(cache.get("max_object_size"), DEFAULTS["max_object_size"])
     tcp = server.get("max_connections", DEFAULTS["max_connections"])
     quic = tls.get("h3_max_connections", DEFAULTS["h3_max_connections"]) if tls.get("h3") else 0
+    # Each HTTP/3 socket's kernel buffers, both ways, charged to the pod while
+    # datagrams wait in them; Linux doubles the size asked for.
+    udp = (len(tls.get("listen", [])) * 4 * size(tls.get("h3_socket_buffer"), DEFAULTS["h3_socket_buffer"])
+           if tls.get("h3") else 0)
     disk = None
     files = 0
     if cache.get("dir"):
@@ -56,7 +61,7 @@ def budgets(config_text):
     # Partial objects (206 segments) are kept within a sixteenth of the
     # memory tier's budget, beside it (holdfast_cache::partial).
     memory = (memory_size + memory_size // 16 + fills + tcp * PER_TCP_CONNECTION + quic * PER_QUIC_CONNECTION
-              + files * PER_DISK_FILE_INDEX + RUNTIME)
+              + udp + files * PER_DISK_FILE_INDEX + RUNTIME)
     return memory, disk
 
 
