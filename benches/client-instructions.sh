@@ -17,6 +17,8 @@
 # Needs valgrind, h2load (Debian: nghttp2-client), oha with HTTP/3
 # (`cargo install oha --locked --features http3`), openssl, curl.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 root=$(pwd)
 out=${1:-target/client-instructions}
@@ -32,9 +34,7 @@ if [ -z "$bin" ]; then
   bin=$root/target/release/holdfast
 fi
 head -c 1024 /dev/urandom >"$out/assets/1k.bin"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -keyout "$out/key.pem" -out "$out/cert.pem" -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+test_certificate "$out"
 
 HOLDFAST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --origin "dir:$out/assets" \
   --tls-listen "127.0.0.1:$tls_port" --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \

@@ -14,6 +14,8 @@
 # Env: NODE_CPU (1), LOAD_CPU (0), PORT (9490), TLS_PORT (9491).
 # Needs h2load (Debian: nghttp2-client), openssl, curl, taskset.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 mode=${1:?"usage: $0 h1|h2c|h2tls|h2tls1 [BIN...]"}
 shift
 bins=()
@@ -45,9 +47,7 @@ pid=""
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; rm -rf "$work"' EXIT
 mkdir -p "$work/assets"
 head -c 1024 /dev/urandom >"$work/assets/1k.bin"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+test_certificate "$work"
 ticks_per_second=$(getconf CLK_TCK)
 
 # cpu_ticks PID: user + system time of the process so far, in clock ticks.

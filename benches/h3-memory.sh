@@ -8,6 +8,8 @@
 #
 # Prints one line per phase: RSS in MiB and what ran.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 seconds=${1:-60}; conns=${2:-64}; idle=${3:-1000}
 oha=$(command -v oha || echo "$HOME/.cargo/bin/oha")
@@ -19,9 +21,7 @@ pid=""
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 mkdir -p "$work/site"
 head -c 1024 /dev/urandom >"$work/site/1k.bin"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+test_certificate "$work"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 plain=$(port); tls=$(port)
 target/release/holdfast serve --listen "127.0.0.1:$plain" --origin "dir:$work/site" \

@@ -13,6 +13,8 @@
 # build of this tree). Needs oha built with HTTP/3 (cargo install oha
 # --locked --features http3), openssl, curl, taskset.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 buffers=("$@")
 [ ${#buffers[@]} -gt 0 ] || buffers=(0 4MiB)
 cd "$(dirname "$0")/.."
@@ -37,9 +39,7 @@ pid=""
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; rm -rf "$work"' EXIT
 mkdir -p "$work/assets"
 head -c 1024 /dev/urandom >"$work/assets/1k.bin"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+test_certificate "$work"
 
 drops() { awk '/^Udp:/ { value = $6 } END { print value }' /proc/net/snmp; }
 

@@ -18,6 +18,8 @@
 #   REQUESTS (16000 per protocol), PORT (9290), TLS_PORT (9291).
 # Needs valgrind, h2load (Debian: nghttp2-client), openssl, curl.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 root=$(pwd)
 out=${1:-target/hit-instructions}
@@ -38,9 +40,7 @@ fi
 head -c 1024 /dev/urandom >"$out/assets/1k.bin"
 for i in $(seq -f "%04g" 0 1999); do head -c 4096 /dev/urandom >"$out/assets/keys/$i.bin"; done
 seq -f "http://127.0.0.1:$port/keys/%04g.bin" 0 1999 >"$out/urls.txt"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -keyout "$out/key.pem" -out "$out/cert.pem" -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+test_certificate "$out"
 
 pid=""
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; true' EXIT

@@ -14,6 +14,8 @@
 #   ROUNDS (1), DURATION (8 s per throughput test), HOLDFAST_BIN (a binary to
 #   measure instead of building one), and what run-anchors.sh reads.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 root=$(pwd)
 out=${1:-target/bench-short}
@@ -31,9 +33,7 @@ state=${BENCH_STATE:-$(mktemp -d /dev/shm/holdfast-short.XXXXXX)}
 export BENCH_STATE=$state
 node=$out/node
 mkdir -p "$node"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -keyout "$node/key.pem" -out "$node/cert.pem" -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+test_certificate "$node"
 pid=""
 # Wait for the node to exit: it drains first, and a next run on the same
 # ports would find it still serving.
