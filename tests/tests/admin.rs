@@ -222,6 +222,11 @@ async fn a_config_reload_swaps_origins_keeps_the_cache_and_refuses_bad_files() {
             );
             std::fs::write(&path, text).unwrap();
         };
+        // Keys the running node cannot change are named, not silently ignored.
+        let with_workers = |workers: usize| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, text.replacen("[server]\n", &format!("[server]\nworkers = {workers}\n"), 1)).unwrap();
+        };
         write(&a, "");
         let env = holdfast_node::Environment::default();
         let config = holdfast_node::NodeConfig::load(Some(&path), holdfast_node::Overrides::default(), &env).unwrap();
@@ -235,6 +240,13 @@ async fn a_config_reload_swaps_origins_keeps_the_cache_and_refuses_bad_files() {
         assert_eq!(get(addr, "/after.js").await.status, 200);
         assert_eq!((a.hits("/after.js"), b.hits("/after.js")), (0, 1), "the new origin serves misses");
         assert_eq!(get(addr, "/before.js").await.x_cache(), "HIT", "the cache survived the reload");
+        write(&b, "[cache]\nmemory_size = \"8MiB\"\n");
+        with_workers(3);
+        let summary = node.reload().unwrap();
+        assert!(
+            summary.contains("not applied until a restart or --upgrade: server.workers, cache.memory_size"),
+            "{summary}"
+        );
         write(&a, "bogus_key = 1\n");
         let error = format!("{:#}", node.reload().unwrap_err());
         assert!(error.contains("bogus_key") && error.contains(&path.display().to_string()), "{error}");
