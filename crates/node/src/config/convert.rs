@@ -281,12 +281,11 @@ fn tls_config(file: &FileConfig, max_header_bytes: usize, source: &str) -> anyho
         H3AddressValidation::Always => AddressValidation::Always,
         H3AddressValidation::Never => AddressValidation::Never,
     };
-    let Ok(socket_buffer) = usize::try_from(tls.h3_socket_buffer.as_u64()) else {
-        bail!("{source}: tls.h3_socket_buffer is too large");
-    };
-    if socket_buffer > i32::MAX as usize {
+    // setsockopt takes an int.
+    let Some(socket_buffer) = i32::try_from(tls.h3_socket_buffer.as_u64()).ok().and_then(|b| usize::try_from(b).ok())
+    else {
         bail!("{source}: tls.h3_socket_buffer must be under 2 GiB");
-    }
+    };
     let h3 = tls.h3.then(|| H3Config {
         idle_timeout: tls.h3_idle_timeout,
         max_field_section_size: max_header_bytes as u64,
