@@ -302,3 +302,59 @@ async fn https_origins_are_verified_and_pooled() {
     })
     .await
 }
+
+/// A reloaded config that names other certificate files is served from
+/// them (not the started files re-read), and a changed HTTP/3 setting,
+/// which only a restart applies, is named in the reload's summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_serves_the_certificate_files_the_new_config_names() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let certs = certs("reload-files", &[&["a.example"], &["a.example"]]);
+        let path = certs.dir.join("holdfast.toml");
+        let write = |pair: usize, idle: &str| {
+            let (cert, key, _) = &certs.pairs[pair];
+            let text = format!(
+                "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_delay = \"0s\"\n\
+                 [origin]\nurls = [\"{}\"]\nhealth_check_path = \"\"\n\
+                 [tls]\nlisten = [\"127.0.0.1:0\"]\nh3 = true\nh3_idle_timeout = \"{idle}\"\n\
+                 [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+                origin.url(),
+                cert.display(),
+                key.display()
+            );
+            std::fs::write(&path, text).unwrap();
+        };
+        write(0, "30s");
+        let env = holdfast_node::Environment::default();
+        let config = holdfast_node::NodeConfig::load(Some(&path), holdfast_node::Overrides::default(), &env).unwrap();
+        let node = holdfast_node::RunningNode::start(config).await.unwrap();
+        node.reloader().set_source(path.clone(), holdfast_node::Overrides::default());
+        let addr = node.tls_addrs[0];
+        let roots: Vec<_> = certs.pairs.iter().map(|p| p.2.clone()).collect();
+        let (.., peer, _) = tls_get(addr, "a.example", &roots, &[b"h2"], "/").await;
+        assert_eq!(peer, certs.pairs[0].2, "the started config's certificate");
+
+        write(1, "30s");
+        let summary = node.reload().unwrap();
+        assert!(!summary.contains("not applied"), "{summary}");
+        let (.., peer, _) = tls_get(addr, "a.example", &roots, &[b"h2"], "/").await;
+        assert_eq!(peer, certs.pairs[1].2, "new handshakes get the certificate the reloaded file names");
+
+        write(0, "45s");
+        let summary = node.reload().unwrap();
+        assert!(summary.contains("not applied until a restart or --upgrade: tls.h3 and tls.h3_*"), "{summary}");
+        let (.., peer, _) = tls_get(addr, "a.example", &roots, &[b"h2"], "/").await;
+        assert_eq!(peer, certs.pairs[0].2);
+
+        // A file that names a missing certificate changes nothing.
+        std::fs::remove_file(&certs.pairs[1].0).unwrap();
+        write(1, "45s");
+        let error = format!("{:#}", node.reload().unwrap_err());
+        assert!(error.contains(&certs.pairs[1].0.display().to_string()), "{error}");
+        let (.., peer, _) = tls_get(addr, "a.example", &roots, &[b"h2"], "/").await;
+        assert_eq!(peer, certs.pairs[0].2, "the current certificate stays");
+        let _ = std::fs::remove_dir_all(&certs.dir);
+    })
+    .await
+}

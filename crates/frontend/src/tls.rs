@@ -40,9 +40,10 @@ struct Loaded {
     names: Vec<CertificateNames>,
 }
 
-/// Picks the certificate by SNI; reloadable.
+/// Picks the certificate by SNI; reloadable, from the same files or from
+/// the ones a reloaded config names.
 pub struct CertResolver {
-    files: Vec<CertFiles>,
+    files: RwLock<Vec<CertFiles>>,
     loaded: RwLock<Arc<Loaded>>,
 }
 
@@ -109,13 +110,22 @@ fn matches(pattern: &str, host: &str) -> bool {
 impl CertResolver {
     pub fn new(files: Vec<CertFiles>) -> Result<Arc<CertResolver>, TlsError> {
         let loaded = load(&files)?;
-        Ok(Arc::new(CertResolver { files, loaded: RwLock::new(Arc::new(loaded)) }))
+        Ok(Arc::new(CertResolver { files: RwLock::new(files), loaded: RwLock::new(Arc::new(loaded)) }))
     }
 
     /// Re-reads every certificate file. On error the old certificates stay.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let loaded = load(&self.files)?;
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner()).clone();
+        self.replace(files)
+    }
+
+    /// Loads `files` (a reloaded config's list, which may name other files
+    /// than the running one) and serves them from the next handshake. On
+    /// error the current certificates and files stay.
+    pub fn replace(&self, files: Vec<CertFiles>) -> Result<(), TlsError> {
+        let loaded = load(&files)?;
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        *self.files.write().unwrap_or_else(|p| p.into_inner()) = files;
         Ok(())
     }
 

@@ -2,11 +2,13 @@
 //! connections or the cache.
 //!
 //! The new file is read and checked first; if it has errors, they are
-//! returned and nothing changes. Otherwise the certificates are re-read,
-//! then the sites, their origin groups and the request limits are swapped
-//! in one step (requests in flight finish with the snapshot they started
-//! with). Listeners, the cache sizes and the disk tier stay as started: a
-//! change to them is reported, and applied by a restart or `--upgrade`.
+//! returned and nothing changes. Otherwise the certificates are re-read
+//! (from the files the new config names), then the sites, their origin
+//! groups and the request limits are swapped in one step (requests in
+//! flight finish with the snapshot they started with). Listeners (with
+//! their HTTP/3 settings), the cache sizes and the disk tier stay as
+//! started: a change to them is reported, and applied by a restart or
+//! `--upgrade`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -95,7 +97,11 @@ impl Reloader {
             None => None,
         };
         if let Some(resolver) = &self.certificates {
-            resolver.reload()?;
+            // The new file's certificate list, which may name other files.
+            match config.as_ref().and_then(|c| c.tls.as_ref()) {
+                Some(tls) => resolver.replace(tls.certificates.clone())?,
+                None => resolver.reload()?,
+            }
         }
         let Some(config) = config else {
             return Ok("certificates reloaded (no config file to re-read)".into());
@@ -110,6 +116,17 @@ impl Reloader {
         }
         if config.tls.as_ref().map(|t| &t.listen) != old.tls.as_ref().map(|t| &t.listen) {
             not_applied.push("tls.listen");
+        }
+        // Set on the listeners when they start (certificates are not).
+        let (tls, old_tls) = (config.tls.as_ref(), old.tls.as_ref());
+        if tls.map(|t| &t.h3) != old_tls.map(|t| &t.h3) {
+            not_applied.push("tls.h3 and tls.h3_*");
+        }
+        if tls.map(|t| t.alt_svc_max_age) != old_tls.map(|t| t.alt_svc_max_age) {
+            not_applied.push("tls.alt_svc_max_age");
+        }
+        if tls.map(|t| t.refuse_misdirected) != old_tls.map(|t| t.refuse_misdirected) {
+            not_applied.push("tls.refuse_misdirected");
         }
         if config.workers != old.workers {
             not_applied.push("server.workers");

@@ -55,7 +55,7 @@ pub enum AddressValidation {
 }
 
 /// QUIC and HTTP/3 limits, set explicitly rather than left to defaults.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct H3Config {
     /// Largest request header section accepted (HTTP/3 SETTINGS).
     pub max_field_section_size: u64,
