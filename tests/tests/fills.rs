@@ -230,3 +230,39 @@ async fn misses_reuse_pooled_origin_connections() {
     })
     .await
 }
+
+/// Catalogue S30: a flood of never-repeated keys (cache-busting query
+/// strings) many times the memory tier's size does not push out the hot
+/// set that keeps being asked for: admission (moka's TinyLFU) keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_flood_does_not_evict_the_hot_set() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        origin.set_default(Some(Reply::ok(vec![7u8; 16 * 1024])));
+        let (_node, addr) = node_with(&origin, |c| c.cache.memory_size = bytesize::ByteSize::mib(1)).await;
+        let hot: Vec<String> = (0..16).map(|i| format!("/hot/{i}.js")).collect();
+        // Fill the tier past half (admission starts there), then keep the hot set asked for.
+        for i in 0..48 {
+            get(addr, &format!("/warm/{i}.js")).await;
+        }
+        for _ in 0..3 {
+            for path in &hot {
+                get(addr, path).await;
+            }
+        }
+        // 1,000 distinct 16 KiB keys: 16 times the tier, each asked once,
+        // with the hot set asked for all along.
+        let (mut hot_hits, mut hot_asked) = (0, 0);
+        for i in 0..1000 {
+            let flood = get(addr, &format!("/app.js?bust={i}")).await;
+            assert_eq!((flood.status.as_u16(), flood.x_cache()), (200, "MISS"));
+            if i % 4 == 0 {
+                let response = get(addr, &hot[(i / 4) % hot.len()]).await;
+                hot_asked += 1;
+                hot_hits += usize::from(response.x_cache() == "HIT");
+            }
+        }
+        assert!(hot_hits * 100 >= hot_asked * 95, "hot set hits during the flood: {hot_hits} of {hot_asked}");
+    })
+    .await
+}

@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{node_with, urls, within};
-use holdfast_node::config::{OriginSection, SiteSection, UnknownHostStatus};
+use holdfast_frontend::PurgeTarget;
+use holdfast_node::config::{OriginSection, QueryParamsValue, SiteSection, UnknownHostStatus};
 use holdfast_test::{FakeOrigin, Protocol, Reply, eventually, get, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,6 +89,63 @@ async fn an_origin_4xx_never_replaces_a_stored_object_but_must_revalidate_is_hon
         assert_eq!((kept.status.as_u16(), kept.x_cache(), kept.bytes().as_ref()), (200, "STALE", b"good".as_ref()));
         let strict = get(addr, "/strict").await;
         assert_eq!(strict.status, 404, "must-revalidate: the origin's answer is relayed, not the stale copy");
+    })
+    .await
+}
+
+/// `origin.query_params`: a site that keys no query answers every
+/// cache-busting variant from one stored object, and asks its origin for
+/// the bare path; a site that keeps named parameters keys and forwards
+/// those alone; a purge names the object as clients ask for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_params_filter_the_key_and_the_origin_request_alike() {
+    within(async {
+        let assets = FakeOrigin::start().await;
+        let app = FakeOrigin::start().await;
+        let app_url = app.url();
+        let (node, addr) = node_with(&assets, |c| {
+            c.server.hosts = vec!["assets.example".into()];
+            c.origin.query_params = QueryParamsValue::Word("none".into());
+            c.site = vec![SiteSection {
+                name: Some("app".into()),
+                hosts: vec!["app.example".into()],
+                origin: OriginSection {
+                    urls: urls(&[app_url]),
+                    query_params: QueryParamsValue::Names(vec!["v".into(), "lang".into()]),
+                    ..OriginSection::default()
+                },
+            }];
+        })
+        .await;
+        let at = |host: &'static str, target: &'static str| async move {
+            send(addr, Protocol::Http1, "GET", target, &[("host", host)]).await.unwrap()
+        };
+        // No query: the fake origin answers with the target it was asked for.
+        let first = at("assets.example", "/app.js?v=1").await;
+        assert_eq!((first.x_cache(), first.bytes().as_ref()), ("MISS", b"/app.js".as_ref()));
+        for bust in ["/app.js?_=123", "/app.js", "/app.js?", "/app.js?v=2&x=y"] {
+            let hit = at("assets.example", bust).await;
+            assert_eq!((hit.x_cache(), hit.bytes().as_ref()), ("HIT", b"/app.js".as_ref()), "{bust}");
+        }
+        assert_eq!(assets.total_hits(), 1);
+
+        // Named parameters: kept in the order sent, the others dropped.
+        let first = at("app.example", "/page?_=1&v=3&utm=x&lang=de").await;
+        assert_eq!((first.x_cache(), first.bytes().as_ref()), ("MISS", b"/page?v=3&lang=de".as_ref()));
+        assert_eq!(at("app.example", "/page?v=3&lang=de&_=2").await.x_cache(), "HIT");
+        assert_eq!(at("app.example", "/page?lang=de&v=3").await.x_cache(), "MISS", "another order, another key");
+        assert_eq!(at("app.example", "/page?v=4&lang=de").await.x_cache(), "MISS");
+        assert_eq!(app.hits("/page?v=3&lang=de"), 1);
+        assert_eq!(app.hits("/page?_=1&v=3&utm=x&lang=de"), 0, "dropped parameters never reach the origin");
+
+        // A purge of the URL as a client wrote it reaches the object it was keyed as.
+        let purge = |url: &str| PurgeTarget::Url(url.to_owned());
+        let purged = node.handler().purge(&purge("https://app.example/page?v=3&lang=de&_=9"), false).await;
+        assert_eq!(purged.memory, 1);
+        assert_eq!(at("app.example", "/page?v=3&lang=de").await.x_cache(), "MISS");
+        let purged = node.handler().purge(&purge("http://assets.example/app.js?v=7"), false).await;
+        assert_eq!(purged.memory, 1);
+        assert_eq!(at("assets.example", "/app.js").await.x_cache(), "MISS");
     })
     .await
 }

@@ -22,6 +22,7 @@ mod fill;
 pub mod forward;
 pub mod h3;
 pub mod handler;
+pub mod query;
 mod range;
 pub mod server;
 mod stall;
@@ -57,5 +58,6 @@ pub use forward::ForwardHeaders;
 pub use handler::{
     CacheResult, EarlyData, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site, TopReport, TopUrl,
 };
+pub use query::QueryParams;
 pub use server::{ServerConfig, TcpStats, TlsListener, serve_tcp, serve_tls};
 pub use upstream::{Fetch, Fetched, Upstream, UpstreamError};

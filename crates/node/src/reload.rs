@@ -34,6 +34,7 @@ pub(crate) fn build_sites(config: &NodeConfig, budget: &Arc<RetryBudget>) -> (Ve
             hosts: site.hosts.clone(),
             upstream: Arc::new(OriginUpstream::new(client)),
             forward: site.forward.clone(),
+            query: site.query.clone(),
         });
     }
     (sites, origins)

@@ -177,7 +177,13 @@ impl Handler {
 
     /// A handler with one site that answers every host (tests, simple nodes).
     pub fn single(config: HandlerConfig, store: Store, upstream: Arc<dyn Upstream>) -> Handler {
-        let site = Site { name: "default".into(), hosts: Vec::new(), upstream, forward: ForwardHeaders::default() };
+        let site = Site {
+            name: "default".into(),
+            hosts: Vec::new(),
+            upstream,
+            forward: ForwardHeaders::default(),
+            query: Default::default(),
+        };
         Handler::new(config, store, vec![site])
     }
 
@@ -230,7 +236,8 @@ impl Handler {
     /// Purges from every tier: memory at once, the disk tier durably (a
     /// hard-purged object does not come back after a restart).
     pub async fn purge(&self, target: &PurgeTarget, soft: bool) -> PurgeReport {
-        let PurgeCounts { memory, disk } = self.tiers.purge(target.matcher(), soft).await;
+        let keyed = target.as_keyed(&self.routing());
+        let PurgeCounts { memory, disk } = self.tiers.purge(keyed.matcher(), soft).await;
         tracing::info!(kind = target.kind(), ?target, soft, memory, disk, "purged");
         self.observer.purged(target);
         PurgeReport { memory, disk }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use holdfast_cache::Meta;
 
-use super::site::normalize_host;
+use super::site::{Routing, normalize_host};
 
 /// What a purge selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,21 @@ impl PurgeTarget {
             PurgeTarget::Tag(_) => "tag",
             PurgeTarget::All => "all",
         }
+    }
+
+    /// A URL purge as its object was keyed: the query filtered by the
+    /// `origin.query_params` of the site that serves its host, so purging
+    /// `/app.js?v=3` reaches the `/app.js` a site without queries stored.
+    pub(crate) fn as_keyed(&self, routing: &Routing) -> PurgeTarget {
+        let PurgeTarget::Url(url) = self else { return self.clone() };
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let Some(slash) = rest.find('/') else { return self.clone() };
+        let (authority, target) = rest.split_at(slash);
+        let Some(site) = normalize_host(authority).and_then(|host| routing.site_for(&host)) else {
+            return self.clone();
+        };
+        let filtered = routing.sites[site].query.apply(target.to_owned());
+        PurgeTarget::Url(format!("{}{filtered}", &url[..url.len() - target.len()]))
     }
 
     /// The matcher over stored metadata, for every tier.

@@ -98,7 +98,8 @@ impl Handler {
         }
         check_loop(&parts.headers, &routing.config.node_name)?;
         let (host, site) = host(routing, &parts)?;
-        let path_and_query = target(&parts)?;
+        // The one target the key and the origin request are both made from.
+        let path_and_query = routing.sites[site].query.apply(target(&parts)?);
         let mut headers = parts.headers;
         let raw_accept_encoding = encoding::raw_accept_encoding(&headers);
         let accept_encoding = normalize_accept_encoding(headers.get_all(header::ACCEPT_ENCODING));

@@ -99,7 +99,7 @@ pub fn forwarding_handler(
     let mut config = HandlerConfig::default();
     tweak(&mut config);
     let store = Store::new(&StoreConfig { memory_size: 64 * 1024 * 1024 });
-    let site = Site { name: "test".into(), hosts: Vec::new(), upstream, forward };
+    let site = Site { name: "test".into(), hosts: Vec::new(), upstream, forward, query: Default::default() };
     Arc::new(Handler::new(config, store, vec![site]))
 }
 

@@ -13,11 +13,12 @@ use holdfast_cache::{DiskConfig, StoreConfig};
 use holdfast_frontend::connections::ConnectionLimits;
 use holdfast_frontend::h3::{AddressValidation, H3Config};
 use holdfast_frontend::tls::CertFiles;
-use holdfast_frontend::{ForwardHeaders, HandlerConfig, ServerConfig};
+use holdfast_frontend::{ForwardHeaders, HandlerConfig, QueryParams, ServerConfig};
 use http::Method;
 use http::header::{self, HeaderName};
 
 use super::origin::{check_hosts, lowercase, origin_config};
+use super::values::QueryParamsValue;
 use super::{
     AdminToken, CertSection, DEFAULT_LISTEN, Environment, FileConfig, H3AddressValidation, NodeConfig, OriginEntry,
     Overrides, SiteConfig, TlsConfig, relative_to,
@@ -111,13 +112,16 @@ impl NodeConfig {
             let origin = origin_config(&site.origin, base, source, &format!("{key}.origin"))?;
             let name = site.name.clone().unwrap_or_else(|| site.hosts[0].clone());
             let forward = forward_headers(&site.origin.forward_headers, source, &format!("{key}.origin"))?;
-            sites.push(SiteConfig { name, hosts: lowercase(&site.hosts), origin, forward });
+            let query = query_params(&site.origin.query_params, source, &format!("{key}.origin"))?;
+            sites.push(SiteConfig { name, hosts: lowercase(&site.hosts), origin, forward, query });
         }
         if !file.origin.urls.is_empty() {
             check_hosts(&file.server.hosts, source, "server.hosts")?;
             let origin = origin_config(&file.origin, base, source, "origin")?;
             let forward = forward_headers(&file.origin.forward_headers, source, "origin")?;
-            sites.push(SiteConfig { name: "default".into(), hosts: lowercase(&file.server.hosts), origin, forward });
+            let query = query_params(&file.origin.query_params, source, "origin")?;
+            let hosts = lowercase(&file.server.hosts);
+            sites.push(SiteConfig { name: "default".into(), hosts, origin, forward, query });
         }
         let first_port = file.server.listen.first().map_or(0, |a| a.port());
         let node_name = node_name(file.server.node_name.as_deref(), env, first_port, source)?;
@@ -221,6 +225,11 @@ fn node_name(configured: Option<&str>, env: &Environment, first_port: u16, sourc
 /// `{key}.forward_headers`: which client fields reach the origin.
 fn forward_headers(names: &[String], source: &str, key: &str) -> anyhow::Result<ForwardHeaders> {
     ForwardHeaders::parse(names).map_err(|e| anyhow::anyhow!("{source}: {key}.forward_headers: {e}"))
+}
+
+/// `{key}.query_params`: which query parameters are keyed and forwarded.
+fn query_params(value: &QueryParamsValue, source: &str, key: &str) -> anyhow::Result<QueryParams> {
+    value.parse().map_err(|e| anyhow::anyhow!("{source}: {key}.query_params: {e}"))
 }
 
 /// How responses are judged: `cache.targeted_cache_control` (field names,

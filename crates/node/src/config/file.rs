@@ -13,7 +13,9 @@ use holdfast_frontend::{ServerConfig, handler};
 use holdfast_origin::{HealthConfig, RetryPolicy};
 use serde::{Deserialize, Deserializer};
 
-use super::values::{AccessFormat, Fsync, H3AddressValidation, OptionalListen, Selection, UnknownHostStatus};
+use super::values::{
+    AccessFormat, Fsync, H3AddressValidation, OptionalListen, QueryParamsValue, Selection, UnknownHostStatus,
+};
 
 /// Where `serve` listens when neither the file nor a flag says.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
@@ -391,6 +393,9 @@ pub struct OriginSection {
     /// Client request fields sent to the origin besides holdfast's own:
     /// names, or `["*"]` for every end-to-end field.
     pub forward_headers: Vec<String>,
+    /// Query parameters in the cache key and the origin request: "all",
+    /// "none", or a list of names.
+    pub query_params: QueryParamsValue,
 }
 
 impl Default for OriginSection {
@@ -419,6 +424,7 @@ impl Default for OriginSection {
             directory_cache_control: holdfast_origin::directory::DEFAULT_CACHE_CONTROL.to_owned(),
             max_connections: holdfast_origin::DEFAULT_MAX_CONNECTIONS,
             forward_headers: Vec::new(),
+            query_params: QueryParamsValue::default(),
         }
     }
 }

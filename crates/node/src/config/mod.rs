@@ -23,7 +23,7 @@ use holdfast_cache::{DiskConfig, StoreConfig};
 use holdfast_frontend::connections::ConnectionLimits;
 use holdfast_frontend::h3::H3Config;
 use holdfast_frontend::tls::CertFiles;
-use holdfast_frontend::{ForwardHeaders, HandlerConfig, ServerConfig};
+use holdfast_frontend::{ForwardHeaders, HandlerConfig, QueryParams, ServerConfig};
 use holdfast_origin::OriginConfig;
 
 pub use env::Environment;
@@ -33,7 +33,9 @@ pub use file::{
     RetryBudgetSection, ServerSection, SiteSection, TlsSection,
 };
 pub use overrides::Overrides;
-pub use values::{AccessFormat, Fsync, H3AddressValidation, OptionalListen, Selection, UnknownHostStatus};
+pub use values::{
+    AccessFormat, Fsync, H3AddressValidation, OptionalListen, QueryParamsValue, Selection, UnknownHostStatus,
+};
 
 /// TLS listeners and their certificates, typed.
 #[derive(Debug, Clone)]
@@ -82,6 +84,8 @@ pub struct SiteConfig {
     pub origin: OriginConfig,
     /// Client fields forwarded to the origin (`origin.forward_headers`).
     pub forward: ForwardHeaders,
+    /// Query parameters keyed and forwarded (`origin.query_params`).
+    pub query: QueryParams,
 }
 
 /// Everything the node needs, typed and checked.

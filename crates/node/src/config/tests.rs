@@ -34,6 +34,17 @@ fn bad_values_name_the_key() {
     assert!(error.contains("server.unknown_host_status"), "{error}");
     let error = parse("[cache]\nmemory_size = \"lots\"\n").unwrap_err().to_string();
     assert!(error.contains("memory_size"), "{error}");
+    let error = parse(
+        "[[site]]\nhosts = [\"a.example\"]\n[site.origin]\nurls = [\"http://127.0.0.1:1\"]\nquery_params = \"some\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("t.toml: site[0].origin.query_params") && error.contains("\"some\""), "{error}");
+    let error =
+        parse("[origin]\nurls = [\"http://127.0.0.1:1\"]\nquery_params = [\"v\", \"a=b\"]\n").unwrap_err().to_string();
+    assert!(error.contains("t.toml: origin.query_params") && error.contains("\"a=b\""), "{error}");
+    let config = parse("[origin]\nurls = [\"http://127.0.0.1:1\"]\nquery_params = [\"v\"]\n").unwrap();
+    assert_eq!(config.sites[0].query, holdfast_frontend::QueryParams::Keep(vec!["v".into()]));
 }
 
 #[test]

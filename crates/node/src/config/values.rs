@@ -149,3 +149,27 @@ impl<'de> Deserialize<'de> for OptionalListen {
         text.parse().map_err(|e| serde::de::Error::custom(format!("{text:?} is not an address:port ({e})")))
     }
 }
+
+/// `origin.query_params`: `"all"`, `"none"`, or the names of the
+/// parameters to keep (see holdfast_frontend::query).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum QueryParamsValue {
+    Word(String),
+    Names(Vec<String>),
+}
+
+impl Default for QueryParamsValue {
+    fn default() -> Self {
+        QueryParamsValue::Word("all".into())
+    }
+}
+
+impl QueryParamsValue {
+    pub fn parse(&self) -> Result<holdfast_frontend::QueryParams, holdfast_frontend::query::BadQueryParams> {
+        match self {
+            QueryParamsValue::Word(word) => holdfast_frontend::QueryParams::parse_word(word),
+            QueryParamsValue::Names(names) => holdfast_frontend::QueryParams::parse_names(names),
+        }
+    }
+}
