@@ -67,6 +67,10 @@ impl QueryParams {
     /// The origin-form target with only the parameters this policy keeps;
     /// `?` goes when none is left. The default policy returns `target` as is.
     pub fn apply(&self, target: String) -> String {
+        // The default first: no scan of the target on every request.
+        if *self == QueryParams::All {
+            return target;
+        }
         let Some((path, query)) = target.split_once('?') else { return target };
         match self {
             QueryParams::All => target,
