@@ -85,8 +85,19 @@ struct Purges {
 }
 
 impl Purges {
+    /// The epoch that work starting now (a lookup, a fill) runs under:
+    /// the latest purge's, or while purges run, the one before the oldest
+    /// of them. A purge still walking the tiers may not have reached what
+    /// the work is about to read, so it must count as begun after the work
+    /// even when the work is checked after the purge ended.
     fn epoch(&self) -> u64 {
-        self.latest.load(Ordering::Acquire)
+        let latest = self.latest.load(Ordering::Acquire);
+        if self.running.load(Ordering::Acquire) == 0 {
+            return latest;
+        }
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let oldest_running = recent.iter().filter(|(_, _, running)| *running).map(|(e, _, _)| *e).min();
+        oldest_running.map_or(latest, |e| e.saturating_sub(1).min(latest))
     }
 
     fn begin(&self, matcher: Matcher) -> u64 {
@@ -112,7 +123,7 @@ impl Purges {
     /// Whether a purge begun after `epoch`, or one still running (its disk
     /// walk may not have reached what was just read), selects `meta`.
     fn overtaken(&self, epoch: u64, meta: &Meta) -> bool {
-        if self.epoch() == epoch && self.running.load(Ordering::Acquire) == 0 {
+        if self.latest.load(Ordering::Acquire) == epoch && self.running.load(Ordering::Acquire) == 0 {
             return false;
         }
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -455,8 +466,13 @@ mod tests {
         let (a, b) = (meta("https://h/a", b"a"), meta("https://h/b", b"b"));
         assert!(purges.overtaken(before, &a));
         assert!(!purges.overtaken(before, &b));
-        assert!(purges.overtaken(purges.epoch(), &a), "work begun while the purge runs does not store");
+        let during = purges.epoch();
+        assert!(purges.overtaken(during, &a), "work begun while the purge runs does not store");
         purges.finish(epoch);
+        // Regression: a disk read begun while a purge walked the tiers, and
+        // checked once it had ended, promoted the purged object back.
+        assert!(purges.overtaken(during, &a), "nor after the purge it began under ended");
+        assert!(!purges.overtaken(during, &b));
         assert!(!purges.overtaken(purges.epoch(), &a), "work begun after the purge stores");
         for _ in 0..REMEMBERED_PURGES {
             let e = purges.begin(Arc::new(|_: &Meta| false));
