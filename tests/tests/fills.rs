@@ -266,3 +266,80 @@ async fn a_key_flood_does_not_evict_the_hot_set() {
     })
     .await
 }
+
+/// One HTTP/1.1 GET from another loopback address than 127.0.0.1 (another
+/// client); returns the whole response.
+async fn get_from(source: std::net::IpAddr, addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// `cache.max_fills_per_client`: a client that leads its share of fills
+/// waits for one of them to end before it starts another; joining a fill in
+/// progress, and another client's misses, are not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leads_at_most_its_share_of_fills() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let gate = Gate::new();
+        origin.set_default(Some(Reply::ok("held").hold_head(&gate)));
+        origin.route("/other.js", Reply::ok("other"));
+        let (node, addr) = node_with(&origin, |c| {
+            c.cache.max_fills_per_client = 2;
+            c.cache.client_fill_wait = Duration::from_secs(60);
+        })
+        .await;
+        let handler = node.handler();
+        let miss = |path: &'static str| tokio::spawn(send(addr, Protocol::Http1, "GET", path, &[]));
+        let (a1, a2) = (miss("/a/1.js"), miss("/a/2.js"));
+        eventually(Duration::from_secs(20), "two fills", || handler.fills_in_flight() == (2, 2)).await;
+        let a3 = miss("/a/3.js");
+        eventually(Duration::from_secs(20), "a third new key waits", || handler.client_fills() == (1, 0)).await;
+        let a1_again = miss("/a/1.js");
+        eventually(Duration::from_secs(20), "a join does not wait", || handler.fills_in_flight() == (2, 3)).await;
+        let other = get_from("127.0.0.2".parse().unwrap(), addr, "/other.js").await;
+        assert!(other.starts_with("HTTP/1.1 200") && other.contains("x-cache: MISS"), "{other}");
+        assert_eq!(handler.fills_in_flight().0, 2, "A still leads two, and waits");
+        gate.open();
+        for (path, answer) in [("/a/1.js", a1), ("/a/2.js", a2), ("/a/3.js", a3), ("/a/1.js", a1_again)] {
+            let response = answer.await.unwrap().unwrap();
+            assert_eq!((response.status.as_u16(), response.bytes().as_ref()), (200, b"held".as_ref()), "{path}");
+        }
+        assert_eq!(handler.client_fills(), (0, 0));
+    })
+    .await
+}
+
+/// A client's miss that waited its whole `cache.client_fill_wait` for one
+/// of its fills gets 429 with Retry-After, and is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_share_past_the_wait_gets_429() {
+    within(async {
+        let origin = holdfast_test::FakeOrigin::start().await;
+        let gate = Gate::new();
+        origin.set_default(Some(Reply::ok("held").hold_head(&gate)));
+        let (node, addr) = node_with(&origin, |c| {
+            c.cache.max_fills_per_client = 1;
+            c.cache.client_fill_wait = Duration::from_millis(200);
+        })
+        .await;
+        let first = tokio::spawn(send(addr, Protocol::Http1, "GET", "/b/1.js", &[]));
+        eventually(Duration::from_secs(20), "one fill", || node.handler().fills_in_flight() == (1, 1)).await;
+        let refused = get(addr, "/b/2.js").await;
+        assert_eq!(refused.status.as_u16(), 429);
+        assert!(refused.header("retry-after").is_some());
+        assert_eq!(node.handler().client_fills(), (0, 1));
+        assert_eq!(origin.hits("/b/2.js"), 0, "the origin was not asked");
+        gate.open();
+        assert_eq!(first.await.unwrap().unwrap().status.as_u16(), 200);
+        assert_eq!(get(addr, "/b/2.js").await.status.as_u16(), 200, "its share is free again");
+    })
+    .await
+}

@@ -137,7 +137,7 @@ impl Drop for ConnectionPermit {
 
 /// IPv4 addresses as they are; IPv6 addresses by their /64 prefix (an
 /// IPv4-mapped address counts as its IPv4 address).
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

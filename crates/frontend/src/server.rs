@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::coalesce::{CoalescedWrites, Polled, TaskRuns};
 use crate::connections::{ConnectionLimiter, ConnectionLimits, ConnectionPermit};
+use crate::fill::ClientAddress;
 use crate::handler::Handler;
 use crate::stall::SendTimeout;
 use crate::stream_stall::{StreamProgress, Watched};
@@ -301,12 +302,16 @@ async fn serve_connection<S>(
     let progress = Arc::new(StreamProgress::default());
     let progress_in_service = Arc::clone(&progress);
     let Listener { scheme, alt_svc, names } = listener;
+    let client = handler.wants_client_address().then(|| ClientAddress(peer.ip()));
     let service = service_fn(move |mut request: hyper::Request<Incoming>| {
         first_in_service.arrived();
         let handler = Arc::clone(&handler);
         let alt_svc = alt_svc.clone();
         if let Some(names) = &names {
             request.extensions_mut().insert(names.clone());
+        }
+        if let Some(client) = client {
+            request.extensions_mut().insert(client);
         }
         // HTTP/1.1 stalls show on the socket (SendTimeout); HTTP/2 streams
         // wait for flow-control credit without blocking it.

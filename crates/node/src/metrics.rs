@@ -357,6 +357,12 @@ fn budget_metrics(registry: &mut Registry, handler: &Handler) {
         "Budget for body bytes held by fills (cache.fill_buffer_size)",
         vec![(vec![], i64_of(budget.limit()))],
     );
+    gauge_family(
+        registry,
+        "fills_waiting_per_client",
+        "Misses waiting for one of their client's fills to end (cache.max_fills_per_client)",
+        vec![(vec![], handler.client_fills().0 as i64)],
+    );
     counter_family(
         registry,
         "fills_shed",
@@ -364,6 +370,7 @@ fn budget_metrics(registry: &mut Registry, handler: &Handler) {
         vec![
             (vec![("reason", "buffer-budget".to_owned())], budget.shed()),
             (vec![("reason", "max-fills".to_owned())], handler.fills_shed()),
+            (vec![("reason", "per-client".to_owned())], handler.client_fills().1),
             (vec![("reason", "stalled-reader".to_owned())], budget.stalled()),
         ],
     );

@@ -132,6 +132,13 @@ impl Reloader {
         if config.workers != old.workers {
             not_applied.push("server.workers");
         }
+        let fill_limits = |c: &NodeConfig| {
+            let h = &c.handler;
+            (h.fill_buffer_size, h.max_concurrent_fills, h.max_fills_per_client, h.client_fill_wait)
+        };
+        if fill_limits(&config) != fill_limits(old) {
+            not_applied.push("cache.fill_buffer_size/max_concurrent_fills/max_fills_per_client/client_fill_wait");
+        }
         if config.store.memory_size != old.store.memory_size {
             not_applied.push("cache.memory_size");
         }

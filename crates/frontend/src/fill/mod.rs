@@ -42,8 +42,10 @@ use tokio::sync::Notify;
 mod buffer;
 mod framing;
 mod job;
+mod per_client;
 
 pub(crate) use job::FillJob;
+pub(crate) use per_client::{ClientAddress, ClientFillPermit, ClientFills};
 
 use crate::budget::FillBudget;
 use crate::tiers::Stored;
@@ -124,6 +126,13 @@ impl State {
         }
     }
 
+    /// Whether a new reader can start at byte 0: no chunk dropped, and
+    /// not failed.
+    fn joinable(&self) -> bool {
+        let failed = matches!(self.head, Some(FillHead::Failed(_))) || matches!(self.end, Some(Err(_)));
+        self.base == 0 && !failed
+    }
+
     /// The position of the slowest reader (the end when there is none).
     fn slowest(&self) -> usize {
         self.readers.values().map(|r| r.position).min().unwrap_or(self.base + self.chunks.len())
@@ -165,8 +174,7 @@ impl Fill {
     /// map, is not handed it), so the caller must fetch itself.
     pub(crate) fn join(self: &Arc<Fill>) -> Option<FillReader> {
         let mut state = self.lock();
-        let failed = matches!(state.head, Some(FillHead::Failed(_))) || matches!(state.end, Some(Err(_)));
-        if state.base > 0 || failed {
+        if !state.joinable() {
             return None;
         }
         let id = state.next_reader;
@@ -323,13 +331,22 @@ impl Inflight {
         self.shed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Whether a fill for `key` is running and takes readers: a request
+    /// for it joins, and asks the origin nothing.
+    pub(crate) fn is_joinable(&self, key: &Key) -> bool {
+        let fills = self.lock();
+        fills.get(key).is_some_and(|fill| fill.lock().joinable())
+    }
+
     /// Joins the fill running for `key`, or starts one with `start` unless
     /// the node already runs its maximum of fills. Returns the reader and
-    /// whether this request leads the fill.
+    /// whether this request leads the fill. A started fill holds `permit`
+    /// (its client's share, see [`ClientFills`]) until it ends.
     pub(crate) fn join_or_start(
         self: &Arc<Self>,
         key: Key,
         start: impl FnOnce() -> FillJob,
+        permit: Option<ClientFillPermit>,
     ) -> Result<(FillReader, bool), TooManyFills> {
         let mut fills = self.lock();
         if let Some(reader) = fills.get(&key).and_then(|fill| fill.join()) {
@@ -347,7 +364,11 @@ impl Inflight {
         let job = start();
         // Boxed: the fill's future is kilobytes, and a task's future is
         // moved when it is spawned and when it finishes.
-        tokio::spawn(Box::pin(job.run(fill, Some((Arc::clone(self), key)))));
+        let run = job.run(fill, Some((Arc::clone(self), key)));
+        tokio::spawn(Box::pin(async move {
+            let _permit = permit;
+            run.await
+        }));
         Ok((reader, true))
     }
 

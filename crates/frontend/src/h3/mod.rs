@@ -36,6 +36,7 @@ use early::{EarlyStreams, TrackedConnection};
 use request::request;
 
 use crate::connections::{ConnectionLimiter, ConnectionLimits};
+use crate::fill::ClientAddress;
 use crate::handler::Handler;
 use crate::server::stopped;
 use crate::tls::{CertResolver, TlsError, quic_server_config};
@@ -358,6 +359,7 @@ async fn connection(
         .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|data| data.server_name);
     let names = certificates.and_then(|c| c.names_for(sni.as_deref()));
+    let client = handler.wants_client_address().then(|| ClientAddress(peer.ip()));
     let early = Arc::new(EarlyStreams::default());
     if accepted.is_none() {
         early.confirm();
@@ -389,7 +391,7 @@ async fn connection(
         tokio::select! {
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => {
-                    requests.push(request(resolver, &handler, &early, names.clone(), &config, &stats));
+                    requests.push(request(resolver, &handler, &early, names.clone(), client, &config, &stats));
                 }
                 Ok(None) => break,
                 Err(error) => {

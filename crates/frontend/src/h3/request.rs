@@ -18,6 +18,7 @@ use http_body_util::BodyExt;
 
 use super::early::{EarlyStreams, TrackedConnection};
 use super::{Gauge, H3Config, QuicStats};
+use crate::fill::ClientAddress;
 use crate::handler::{EarlyData, Handler};
 use crate::tls::CertificateNames;
 use crate::upstream::BoxError;
@@ -32,6 +33,7 @@ pub(super) fn request(
     handler: &Arc<Handler>,
     early: &Arc<EarlyStreams>,
     names: Option<CertificateNames>,
+    client: Option<ClientAddress>,
     config: &H3Config,
     stats: &Arc<QuicStats>,
 ) -> impl Future<Output = ()> + use<> {
@@ -57,6 +59,9 @@ pub(super) fn request(
         }
         if let Some(names) = names {
             parts.extensions.insert(names);
+        }
+        if let Some(client) = client {
+            parts.extensions.insert(client);
         }
         respond(parts, stream, &handler, send_timeout, &stats).await;
     }

@@ -32,7 +32,7 @@ pub use top::{TopReport, TopUrl};
 
 use crate::access::{AccessLog, TraceIdOf};
 use crate::budget::FillBudget;
-use crate::fill::Inflight;
+use crate::fill::{ClientFills, Inflight};
 use crate::forward::ForwardHeaders;
 use crate::tiers::{PurgeCounts, Tiers};
 use crate::upstream::{BoxError, Upstream, UpstreamBody};
@@ -123,6 +123,12 @@ pub struct HandlerConfig {
     /// Origin fills in progress at most; beyond, a miss gets 503 (or its
     /// stale copy). Read at start.
     pub max_concurrent_fills: usize,
+    /// Fills one client address (IPv6: /64) may lead at once; 0 means no
+    /// limit. Read at start.
+    pub max_fills_per_client: usize,
+    /// How long a miss over its client's share waits for one of the
+    /// client's fills to end before its 429.
+    pub client_fill_wait: Duration,
     /// How origin responses are judged: the targeted cache-control fields
     /// obeyed over `Cache-Control` (RFC 9213), negative caching.
     pub policy: Policy,
@@ -135,6 +141,8 @@ pub const DEFAULT_MAX_HEADERS: usize = 100;
 /// Enough for a few large objects in flight at once, or many small ones.
 pub const DEFAULT_FILL_BUFFER_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_CONCURRENT_FILLS: usize = 1024;
+/// As long as an origin outage is held by default (`origin.hold_budget`).
+pub const DEFAULT_CLIENT_FILL_WAIT: Duration = Duration::from_secs(10);
 
 impl Default for HandlerConfig {
     fn default() -> Self {
@@ -149,6 +157,8 @@ impl Default for HandlerConfig {
             pass_methods: Vec::new(),
             fill_buffer_size: DEFAULT_FILL_BUFFER_SIZE,
             max_concurrent_fills: DEFAULT_MAX_CONCURRENT_FILLS,
+            max_fills_per_client: 0,
+            client_fill_wait: DEFAULT_CLIENT_FILL_WAIT,
             policy: Policy::standard(),
         }
     }
@@ -160,6 +170,8 @@ pub struct Handler {
     /// Memory, and the disk tier behind it if configured.
     tiers: Arc<Tiers>,
     inflight: Arc<Inflight>,
+    /// Fills per client, when limited.
+    client_fills: Option<Arc<ClientFills>>,
     observer: Observer,
 }
 
@@ -167,7 +179,9 @@ impl Handler {
     pub fn new(config: HandlerConfig, store: Store, sites: Vec<Site>) -> Handler {
         let budget = Arc::new(FillBudget::new(config.fill_buffer_size));
         let inflight = Arc::new(Inflight::new(budget, config.max_concurrent_fills.max(1)));
+        let client_fills = ClientFills::new(config.max_fills_per_client, config.client_fill_wait);
         Handler {
+            client_fills,
             routing: std::sync::RwLock::new(Arc::new(Routing { config, sites })),
             tiers: Arc::new(Tiers::new(store, None)),
             inflight,
@@ -269,6 +283,18 @@ impl Handler {
     /// Purges done, by kind ("url", "prefix", "tag", "all").
     pub fn purge_counts(&self) -> Vec<(&'static str, u64)> {
         self.observer.purge_counts()
+    }
+
+    /// Whether listeners must tell each request its client's address
+    /// (a `ClientAddress` extension): fills are limited per client.
+    pub fn wants_client_address(&self) -> bool {
+        self.client_fills.is_some()
+    }
+
+    /// Misses waiting for their client's fills now, and those answered 429
+    /// after the wait (both 0 without a per-client limit).
+    pub fn client_fills(&self) -> (usize, u64) {
+        self.client_fills.as_ref().map_or((0, 0), |fills| (fills.waiting(), fills.shed()))
     }
 
     /// Origin fills in flight, and the client requests reading them.

@@ -2,6 +2,7 @@
 //! passes, the host and its site, the lookup in the tiers, and the fill or
 //! pass-through when the tiers do not answer.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -18,7 +19,7 @@ use super::respond::{self, Answer, Refusal, refuse};
 use super::site::normalize_host;
 use super::{CacheResult, EarlyData, Handler, Routing};
 use crate::conditional;
-use crate::fill::{FillHead, FillJob, coalescing_key};
+use crate::fill::{ClientAddress, FillHead, FillJob, coalescing_key};
 use crate::range::{self, RangeRequest};
 use crate::tiers::{Found, Stored};
 use crate::tls::CertificateNames;
@@ -46,6 +47,8 @@ pub(crate) struct ClientRequest {
     /// The disk tier, to quarantine a body that fails verification as it
     /// is streamed.
     pub disk: Option<Arc<DiskTier>>,
+    /// The client's address, when fills are limited per client.
+    pub client: Option<IpAddr>,
 }
 
 impl ClientRequest {
@@ -116,6 +119,7 @@ impl Handler {
             routing: Arc::clone(routing),
             epoch: self.tiers.epoch(),
             disk: self.tiers.disk().cloned(),
+            client: parts.extensions.get::<ClientAddress>().map(|address| address.0),
         };
 
         if request.method != Method::GET && request.method != Method::HEAD {
@@ -167,9 +171,11 @@ impl Handler {
                 // Serve the stale copy now; one background refresh per key.
                 // Without room for another fill the refresh waits for a later request.
                 let key = coalescing_key(primary, Some(&hit), &request.headers, false);
-                let refresh = self
-                    .inflight
-                    .join_or_start(key, || FillJob::fill(request, &self.tiers, *primary, Some(hit.clone())));
+                let refresh = self.inflight.join_or_start(
+                    key,
+                    || FillJob::fill(request, &self.tiers, *primary, Some(hit.clone())),
+                    None,
+                );
                 let started = matches!(refresh, Ok((_, true)));
                 drop(refresh);
                 let mut answer = respond::from_store(request, hit, CacheResult::Stale, now);
@@ -210,22 +216,24 @@ impl Handler {
     async fn fill(&self, request: &ClientRequest, primary: Key, stale: Option<Stored>) -> Answer {
         let ranged = request.routing.sites[request.site].forward.includes(&header::RANGE);
         let key = coalescing_key(&primary, stale.as_ref(), &request.headers, ranged);
-        let joined = self.inflight.join_or_start(key, || FillJob::fill(request, &self.tiers, primary, stale.clone()));
-        let Ok((mut reader, leader)) = joined else {
-            // Shed: the node runs as many fills as it allows.
-            let now = SystemTime::now();
-            return match stale {
-                Some(hit) if hit.meta.usable_on_error(now, request.routing.config.max_stale_on_error) => {
-                    respond::from_store(request, hit, CacheResult::Stale, now)
+        // A fill this request would start counts against its client's share.
+        let mut permit = None;
+        if let (Some(limit), Some(client)) = (&self.client_fills, request.client)
+            && !self.inflight.is_joinable(&key)
+        {
+            match limit.acquire(client).await {
+                Some(granted) => permit = Some(granted),
+                None => {
+                    let reason = "too many origin fetches in progress for this client";
+                    return shed(request, stale, reason, StatusCode::TOO_MANY_REQUESTS);
                 }
-                _ => respond::origin_failure(
-                    request,
-                    &UpstreamError {
-                        reason: "too many origin fetches in progress on this node".into(),
-                        status: StatusCode::SERVICE_UNAVAILABLE,
-                    },
-                ),
-            };
+            }
+        }
+        let joined =
+            self.inflight.join_or_start(key, || FillJob::fill(request, &self.tiers, primary, stale.clone()), permit);
+        let Ok((mut reader, leader)) = joined else {
+            let reason = "too many origin fetches in progress on this node";
+            return shed(request, stale, reason, StatusCode::SERVICE_UNAVAILABLE);
         };
         let mut head = reader.head().await;
         let shareable = match &head {
@@ -279,6 +287,19 @@ impl Handler {
         };
         answer.fetched = true;
         answer
+    }
+}
+
+/// A miss the node will not fetch now (too many fills, for the node or for
+/// this client): its stale copy if it may be served, else `status` with
+/// `Retry-After`.
+fn shed(request: &ClientRequest, stale: Option<Stored>, reason: &str, status: StatusCode) -> Answer {
+    let now = SystemTime::now();
+    match stale {
+        Some(hit) if hit.meta.usable_on_error(now, request.routing.config.max_stale_on_error) => {
+            respond::from_store(request, hit, CacheResult::Stale, now)
+        }
+        _ => respond::origin_failure(request, &UpstreamError { reason: reason.into(), status }),
     }
 }
 

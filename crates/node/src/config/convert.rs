@@ -169,6 +169,8 @@ impl NodeConfig {
                 pass_methods,
                 fill_buffer_size: file.cache.fill_buffer_size.as_u64(),
                 max_concurrent_fills: file.cache.max_concurrent_fills,
+                max_fills_per_client: file.cache.max_fills_per_client,
+                client_fill_wait: file.cache.client_fill_wait,
                 policy,
             },
             server: ServerConfig {

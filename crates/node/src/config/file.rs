@@ -289,6 +289,11 @@ pub struct CacheSection {
     pub fill_buffer_size: ByteSize,
     /// Origin fills in progress at most (a miss beyond gets 503 or its stale copy).
     pub max_concurrent_fills: usize,
+    /// Fills one client address (IPv6: /64) may lead at once; 0: no limit.
+    pub max_fills_per_client: usize,
+    /// How long a miss over its client's share waits before its 429.
+    #[serde(with = "humantime_serde")]
+    pub client_fill_wait: Duration,
     /// Response fields that direct this node over Cache-Control, most
     /// specific first (RFC 9213); `CDN-Cache-Control` is always obeyed after them.
     pub targeted_cache_control: Vec<String>,
@@ -312,6 +317,8 @@ impl Default for CacheSection {
             disk_max_files: None,
             fill_buffer_size: ByteSize::b(handler::DEFAULT_FILL_BUFFER_SIZE),
             max_concurrent_fills: handler::DEFAULT_MAX_CONCURRENT_FILLS,
+            max_fills_per_client: 0,
+            client_fill_wait: handler::DEFAULT_CLIENT_FILL_WAIT,
             targeted_cache_control: Vec::new(),
             negative_ttl: None,
             max_error_ttl: holdfast_cache::policy::DEFAULT_MAX_ERROR_TTL,
