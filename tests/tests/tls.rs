@@ -315,7 +315,7 @@ async fn a_reload_serves_the_certificate_files_the_new_config_names() {
         let write = |pair: usize, idle: &str| {
             let (cert, key, _) = &certs.pairs[pair];
             let text = format!(
-                "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_delay = \"0s\"\n\
+                "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_delay = \"0s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
                  [origin]\nurls = [\"{}\"]\nhealth_check_path = \"\"\n\
                  [tls]\nlisten = [\"127.0.0.1:0\"]\nh3 = true\nh3_idle_timeout = \"{idle}\"\n\
                  [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
