@@ -105,6 +105,7 @@ async fn query_params_filter_the_key_and_the_origin_request_alike() {
         let app_url = app.url();
         let (node, addr) = node_with(&assets, |c| {
             c.server.hosts = vec!["assets.example".into()];
+            c.server.pass_methods = vec!["POST".into()];
             c.origin.query_params = QueryParamsValue::Word("none".into());
             c.site = vec![SiteSection {
                 name: Some("app".into()),
@@ -146,6 +147,13 @@ async fn query_params_filter_the_key_and_the_origin_request_alike() {
         let purged = node.handler().purge(&purge("http://assets.example/app.js?v=7"), false).await;
         assert_eq!(purged.memory, 1);
         assert_eq!(at("assets.example", "/app.js").await.x_cache(), "MISS");
+
+        // An unsafe request's answer invalidates the object its Location
+        // names (RFC 9111 §4.4), as that object was keyed.
+        assets.route("/upload", Reply::ok("").status(201).header("location", "/app.js?v=8"));
+        let posted = send(addr, Protocol::Http1, "POST", "/upload", &[("host", "assets.example")]).await.unwrap();
+        assert_eq!(posted.status.as_u16(), 201);
+        assert_eq!(at("assets.example", "/app.js").await.x_cache(), "MISS", "invalidated by Location");
     })
     .await
 }

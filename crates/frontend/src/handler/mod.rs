@@ -6,6 +6,7 @@
 //! [`respond`]. Every response says what the cache did in `x-cache` and in
 //! RFC 9211 `Cache-Status`; [`observe`] counts it and logs it.
 
+mod invalidate;
 mod observe;
 mod purge;
 mod respond;

@@ -15,6 +15,7 @@ use http::{Method, StatusCode, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
 
+use super::invalidate::invalidated_keys;
 use super::respond::{self, Answer, Refusal, refuse};
 use super::site::normalize_host;
 use super::{CacheResult, EarlyData, Handler, Routing};
@@ -303,51 +304,6 @@ fn shed(request: &ClientRequest, stale: Option<Stored>, reason: &str, status: St
     }
 }
 
-/// The stored responses a non-error answer to an unsafe request makes
-/// stale (RFC 9111 §4.4): the target URI's, and those of `Location` and
-/// `Content-Location` when they name the same host; under both schemes,
-/// as purges are.
-fn invalidated_keys(request: &ClientRequest, response: &HeaderMap) -> Vec<Key> {
-    let mut paths = vec![request.path_and_query.clone()];
-    for name in [header::LOCATION, header::CONTENT_LOCATION] {
-        let Some(reference) = response.get(name).and_then(|v| v.to_str().ok()) else { continue };
-        paths.extend(same_host_path(reference, &request.host, &request.path_and_query));
-    }
-    paths.dedup();
-    paths
-        .iter()
-        .flat_map(|path| ["http", "https"].map(|scheme| Key::primary("GET", scheme, &request.host, path)))
-        .collect()
-}
-
-/// The path and query `reference` names on `host`, resolved against
-/// `base` (RFC 3986 §5.2); `None` for another host or a fragment-only or
-/// unusable reference.
-fn same_host_path(reference: &str, host: &str, base: &str) -> Option<String> {
-    let reference = reference.trim().split('#').next()?;
-    if let Some((scheme, rest)) = reference.split_once("://") {
-        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-            return None;
-        }
-        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-        return (normalize_host(authority)? == host).then(|| path.to_owned());
-    }
-    if let Some(rest) = reference.strip_prefix("//") {
-        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-        return (normalize_host(authority)? == host).then(|| path.to_owned());
-    }
-    if reference.starts_with('/') {
-        return Some(reference.to_owned());
-    }
-    if reference.is_empty() || reference.contains(':') {
-        return None;
-    }
-    // A relative path: beside the base's last segment.
-    let base_path = base.split('?').next().unwrap_or("/");
-    let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
-    Some(format!("{dir}{reference}"))
-}
-
 fn check_limits(routing: &Routing, parts: &Parts) -> Result<(), Refusal> {
     let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > routing.config.max_uri_len {
@@ -475,33 +431,5 @@ fn host(routing: &Routing, parts: &Parts) -> Result<(String, usize), Refusal> {
     match site {
         Some(site) => Ok((host, site)),
         None => Err(refuse(routing.config.unknown_host_status, "this node does not serve that host")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_host_path;
-
-    /// RFC 9111 §4.4 and RFC 3986 §5.2: which Location and Content-Location
-    /// values name a URI on the request's host.
-    #[test]
-    fn locations_on_the_same_host_resolve_to_paths() {
-        let rows: &[(&str, Option<&str>)] = &[
-            ("/b", Some("/b")),
-            ("/b?x=1", Some("/b?x=1")),
-            ("https://assets.test/c", Some("/c")),
-            ("http://ASSETS.test:8080/c#frag", Some("/c")),
-            ("https://assets.test", Some("/")),
-            ("//assets.test/d", Some("/d")),
-            ("sibling", Some("/dir/sibling")),
-            ("https://other.test/c", None),
-            ("//other.test/d", None),
-            ("mailto:someone@assets.test", None),
-            ("ftp://assets.test/x", None),
-            ("", None),
-        ];
-        for (reference, expected) in rows {
-            assert_eq!(same_host_path(reference, "assets.test", "/dir/page?q=1").as_deref(), *expected, "{reference}");
-        }
     }
 }
