@@ -123,3 +123,64 @@ async fn one_urls_errors_do_not_turn_other_requests_away() {
     })
     .await
 }
+
+/// An origin that keeps connections alive, and closes one that sat idle
+/// past `idle` the moment a request arrives on it, unanswered: the worst
+/// case of a Node.js or Apache origin closing keep-alive connections after
+/// 5 s while a request is on its way.
+async fn impatient_origin(idle: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut buf, mut last) = (vec![0u8; 65536], std::time::Instant::now());
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if last.elapsed() > idle => return,
+                        Ok(_) => {}
+                    }
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-control: no-store\r\n\r\nok";
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    last = std::time::Instant::now();
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Regression (a CI run of the conformance suite, whose Node.js origin
+/// closes idle connections after 5 s, got "connection reset" on a relayed
+/// PUT): idle origin connections are closed after `origin.idle_timeout`,
+/// below the origin's own timeout, so a POST after a pause goes on a new
+/// connection. With the old 60 s pool, it went on the stale one and got 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_after_a_pause_is_not_sent_on_a_connection_the_origin_dropped() {
+    within(async {
+        let idle = Duration::from_millis(300);
+        for (pool_idle, expected) in [(Duration::from_millis(100), 200), (Duration::from_secs(60), 502)] {
+            let url = impatient_origin(idle).await;
+            let placeholder = FakeOrigin::start().await;
+            let (_node, addr) = node_with(&placeholder, |c| {
+                c.origin.urls = common::urls(&[url]);
+                c.origin.health_check_path = String::new();
+                c.origin.idle_timeout = pool_idle;
+                c.origin.hold_budget = Duration::from_millis(300);
+                c.server.pass_methods = vec!["POST".into()];
+            })
+            .await;
+            let post = |path: &'static str| send(addr, Protocol::Http1, "POST", path, &[]);
+            assert_eq!(post("/first").await.unwrap().status.as_u16(), 200);
+            // The pause is the point: longer than the origin keeps an idle connection.
+            tokio::time::sleep(idle + Duration::from_millis(100)).await;
+            let after = post("/second").await.unwrap();
+            assert_eq!(after.status.as_u16(), expected, "pool idle timeout {pool_idle:?}");
+        }
+    })
+    .await
+}

@@ -42,7 +42,11 @@ pub type OriginBody = BoxBody<Bytes, OriginError>;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle origin connections are dropped before the origin drops them:
+/// Node.js and Apache close keep-alive connections after 5 s, and a request
+/// sent on a connection just as the origin closes it is reset. A GET is
+/// retried; a relayed POST or PUT is not, and its client would get a 502.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 64;
 
 /// How long an origin name's last resolved addresses stand in while its

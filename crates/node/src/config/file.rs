@@ -372,6 +372,10 @@ pub struct OriginSection {
     pub header_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub body_idle_timeout: Duration,
+    /// Idle pooled connections to the origin are closed after this; keep
+    /// it below the origin's own keep-alive timeout.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// How long a request may wait for an origin to come back.
     #[serde(with = "humantime_serde")]
     pub hold_budget: Duration,
@@ -419,6 +423,7 @@ impl Default for OriginSection {
             dns_last_good_for: holdfast_origin::DEFAULT_DNS_LAST_GOOD_FOR,
             header_timeout: holdfast_origin::DEFAULT_HEADER_TIMEOUT,
             body_idle_timeout: holdfast_origin::DEFAULT_BODY_IDLE_TIMEOUT,
+            idle_timeout: holdfast_origin::DEFAULT_POOL_IDLE_TIMEOUT,
             hold_budget: retry.hold_budget,
             answered_error_hold: retry.answered_error_hold,
             retry_base_backoff: retry.base_backoff,

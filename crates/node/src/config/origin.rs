@@ -94,6 +94,7 @@ pub(super) fn origin_config(
     origin.dns_last_good_for = section.dns_last_good_for;
     origin.header_timeout = section.header_timeout;
     origin.body_idle_timeout = section.body_idle_timeout;
+    origin.pool_idle_timeout = section.idle_timeout;
     origin.max_connections = section.max_connections;
     origin.retry = RetryPolicy {
         hold_budget: section.hold_budget,

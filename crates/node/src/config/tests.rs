@@ -68,6 +68,11 @@ urls = ["http://127.0.0.1:4"]
     assert_eq!(default.origin.members.iter().map(|m| m.weight).collect::<Vec<_>>(), [1, 3]);
     assert!(default.origin.fallback.is_some());
     assert_eq!(default.origin.retry.hold_budget, Duration::from_secs(4));
+    // Below the 5 s after which Node.js and Apache close idle keep-alive
+    // connections: a relayed PUT must not be sent on one as it closes.
+    assert_eq!(default.origin.pool_idle_timeout, Duration::from_secs(4));
+    let config = parse("[origin]\nurls = [\"http://127.0.0.1:1\"]\nidle_timeout = \"90s\"\n").unwrap();
+    assert_eq!(config.sites[0].origin.pool_idle_timeout, Duration::from_secs(90));
 }
 
 #[test]
