@@ -35,9 +35,7 @@ impl PurgeTarget {
     /// `/app.js?v=3` reaches the `/app.js` a site without queries stored.
     pub(crate) fn as_keyed(&self, routing: &Routing) -> PurgeTarget {
         let PurgeTarget::Url(url) = self else { return self.clone() };
-        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-        let Some(slash) = rest.find('/') else { return self.clone() };
-        let (authority, target) = rest.split_at(slash);
+        let (authority, target) = authority_and_target(url);
         let Some(site) = normalize_host(authority).and_then(|host| routing.site_for(&host)) else {
             return self.clone();
         };
@@ -65,11 +63,17 @@ impl PurgeTarget {
     }
 }
 
+/// A purge URL's authority and its path and query (`""` without a path);
+/// the scheme, if any, dropped.
+fn authority_and_target(url: &str) -> (&str, &str) {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.find('/').map_or((rest, ""), |i| rest.split_at(i))
+}
+
 /// `https://Host:443/p` -> `host/p`: the form stored URLs are matched in
 /// (without scheme; host lowercase and without port, as keys are made).
 fn normalize_purge_url(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let (authority, path) = authority_and_target(url);
     let host = normalize_host(authority).unwrap_or_else(|| authority.to_ascii_lowercase());
     format!("{host}{path}")
 }

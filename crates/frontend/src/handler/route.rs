@@ -222,12 +222,10 @@ impl Handler {
         if let (Some(limit), Some(client)) = (&self.client_fills, request.client)
             && !self.inflight.is_joinable(&key)
         {
-            match limit.acquire(client).await {
-                Some(granted) => permit = Some(granted),
-                None => {
-                    let reason = "too many origin fetches in progress for this client";
-                    return shed(request, stale, reason, StatusCode::TOO_MANY_REQUESTS);
-                }
+            permit = limit.acquire(client).await;
+            if permit.is_none() {
+                let reason = "too many origin fetches in progress for this client";
+                return shed(request, stale, reason, StatusCode::TOO_MANY_REQUESTS);
             }
         }
         let joined =
