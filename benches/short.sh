@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The regression guard: the load kit's short set for holdfast and nginx in
-# one run, printed as ratios, in about ten minutes on 2 cores.
+# The regression guard: the load kit's short set for holdfast and its peers
+# in one run, printed as ratios: about ten minutes on 2 cores with nginx
+# alone, twenty with Varnish and Traffic Server too.
 #
 #   benches/short.sh [OUT_DIR=target/bench-short]
 #
 # Tests: h1-1k, h1-keys (10,000 cached 4 KiB objects), h2tls-1k, h3-1k,
 # cold (10,000 never-seen keys) and RSS after the 10,000 keys, for a release
-# holdfast (built here) beside nginx proxy_cache and the ceiling (the origin
-# nginx serving files), all on one origin, via the kit's run-anchors.sh.
+# holdfast (built here) beside nginx proxy_cache, Varnish and Traffic Server
+# (each one whose server is installed: apt-get install -y varnish
+# trafficserver) and the ceiling (the origin nginx serving files), all on
+# one origin, via the kit's run-anchors.sh.
 #
 # Env: HOLDFAST_BENCH_KIT (../shared/bench: the team's kit, with nginx, wrk,
 #   h2load and oha built with --features http3 installed as its README says),
+#   PEERS (the installed ones of "nginx varnish trafficserver"),
 #   ROUNDS (1), DURATION (8 s per throughput test), HOLDFAST_BIN (a binary to
 #   measure instead of building one), and what run-anchors.sh reads.
 set -euo pipefail
@@ -46,7 +50,13 @@ HOLDFAST_LOG=warn taskset -c "${SERVER_CPUS:-1}" "$bin" serve \
 pid=$!
 echo "$pid" >"$node/pid"
 
-ANCHORS=nginx ROUNDS=${ROUNDS:-1} MEM_REPS=${MEM_REPS:-1} DURATION=${DURATION:-8} \
+if [ -z "${PEERS:-}" ]; then
+  PEERS=nginx
+  command -v varnishd >/dev/null 2>&1 && PEERS="$PEERS varnish"
+  command -v traffic_server >/dev/null 2>&1 && PEERS="$PEERS trafficserver"
+fi
+echo "peers: $PEERS"
+ANCHORS=$PEERS ROUNDS=${ROUNDS:-1} MEM_REPS=${MEM_REPS:-1} DURATION=${DURATION:-8} \
   TESTS=h1-1k,h1-keys,h2tls-1k,h3-1k,cold QUIET_MAX_WAIT_S=${QUIET_MAX_WAIT_S:-30} \
   "$kit/run-anchors.sh" "$out/kit" \
   "holdfast=http://127.0.0.1:9200,h2tls=https://127.0.0.1:9443,h3=https://127.0.0.1:9443,pidfile=$node/pid" \

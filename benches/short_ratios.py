@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Ratios of one run of benches/short.sh: holdfast against nginx and the
-ceiling, measured in the same run (absolute req/s depend on the machine).
+"""Ratios of one run of benches/short.sh: holdfast against each peer cache
+(nginx, and Varnish and Traffic Server where installed) and the ceiling,
+measured in the same run (absolute req/s depend on the machine).
 
     short_ratios.py KIT_OUT_DIR
 """
@@ -11,6 +12,7 @@ import statistics
 import sys
 
 TESTS = ["h1-1k", "h1-keys", "h2tls-1k", "h3-1k", "cold"]
+PEERS = ["nginx", "varnish", "trafficserver"]
 
 
 def rows(out):
@@ -44,6 +46,7 @@ def main():
     for (target, test, _), r in best.items():
         rps.setdefault((target, test), []).append(r["rps"])
     med = {k: statistics.median(v) for k, v in rps.items()}
+    peers = [p for p in PEERS if any(t == p for t, _ in med)]
 
     def ratio(a, b):
         return "-" if a is None or not b else "%.2f" % (a / b)
@@ -51,15 +54,21 @@ def main():
     def num(v):
         return "-" if v is None else "{:,.0f}".format(v)
 
-    print("| test | holdfast req/s | nginx req/s | ceiling req/s | holdfast x ceiling | nginx x ceiling | holdfast / nginx |")
-    print("|---|---|---|---|---|---|---|")
+    head = ["test", "holdfast req/s"] + ["%s req/s" % p for p in peers] + ["ceiling req/s", "holdfast x ceiling"]
+    head += ["%s x ceiling" % p for p in peers] + ["holdfast / best peer"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for test in TESTS:
-        h, n, c = (med.get((t, test)) for t in ("holdfast", "nginx", "ceiling"))
-        print("| %s | %s | %s | %s | %s | %s | %s |" % (test, num(h), num(n), num(c), ratio(h, c), ratio(n, c), ratio(h, n)))
+        h, c = med.get(("holdfast", test)), med.get(("ceiling", test))
+        measured = [med.get((p, test)) for p in peers]
+        best_peer = max((v for v in measured if v is not None), default=None)
+        cells = [test, num(h)] + [num(v) for v in measured] + [num(c), ratio(h, c)]
+        cells += [ratio(v, c) for v in measured] + [ratio(h, best_peer)]
+        print("| " + " | ".join(cells) + " |")
     h3, h2 = med.get(("holdfast", "h3-1k")), med.get(("holdfast", "h2tls-1k"))
     print()
     print("holdfast h3-1k / h2tls-1k: %s" % ratio(h3, h2))
-    for target in ("holdfast", "nginx"):
+    for target in ["holdfast"] + peers:
         if target in rss:
             print("RSS after 10,000 x 4 KiB keys, %s: %.1f MiB" % (target, statistics.median(rss[target])))
 
