@@ -98,6 +98,39 @@ async fn an_origin_4xx_never_replaces_a_stored_object_but_must_revalidate_is_hon
 /// the bare path; a site that keeps named parameters keys and forwards
 /// those alone; a purge names the object as clients ask for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_sort_makes_one_object_of_every_order_of_the_same_parameters() {
+    within(async {
+        let origin = FakeOrigin::start().await;
+        let (node, addr) = node_with(&origin, |c| {
+            c.server.hosts = vec!["app.example".into()];
+            c.origin.query_sort = true;
+        })
+        .await;
+        let at = |target: &'static str| async move {
+            send(addr, Protocol::Http1, "GET", target, &[("host", "app.example")]).await.unwrap()
+        };
+        // The fake origin answers with the target it was asked for.
+        let first = at("/api?v=3&lang=de&b").await;
+        assert_eq!((first.x_cache(), first.bytes().as_ref()), ("MISS", b"/api?b&lang=de&v=3".as_ref()));
+        for order in ["/api?lang=de&v=3&b", "/api?b&v=3&lang=de", "/api?v=3&&lang=de&b&"] {
+            let hit = at(order).await;
+            assert_eq!((hit.x_cache(), hit.bytes().as_ref()), ("HIT", b"/api?b&lang=de&v=3".as_ref()), "{order}");
+        }
+        assert_eq!(origin.total_hits(), 1, "one origin fetch for every order");
+        // A name's values keep their order: a list is not a set.
+        assert_eq!(at("/list?x=2&x=1").await.x_cache(), "MISS");
+        assert_eq!(at("/list?x=1&x=2").await.x_cache(), "MISS");
+        assert_eq!((origin.hits("/list?x=2&x=1"), origin.hits("/list?x=1&x=2")), (1, 1));
+        // A purge written in any order reaches the object.
+        let purged =
+            node.handler().purge(&PurgeTarget::Url("http://app.example/api?lang=de&b&v=3".into()), false).await;
+        assert_eq!(purged.memory, 1);
+        assert_eq!(at("/api?v=3&lang=de&b").await.x_cache(), "MISS");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_params_filter_the_key_and_the_origin_request_alike() {
     within(async {
         let assets = FakeOrigin::start().await;

@@ -58,6 +58,6 @@ pub use forward::ForwardHeaders;
 pub use handler::{
     CacheResult, EarlyData, Handler, HandlerConfig, PurgeReport, PurgeTarget, Routing, Site, TopReport, TopUrl,
 };
-pub use query::QueryParams;
+pub use query::{QueryParams, QueryPolicy};
 pub use server::{ServerConfig, TcpStats, TlsListener, serve_tcp, serve_tls};
 pub use upstream::{Fetch, Fetched, Upstream, UpstreamError};

@@ -1,4 +1,5 @@
-//! Which query parameters a site keys and forwards (`origin.query_params`).
+//! Which query parameters a site keys and forwards (`origin.query_params`),
+//! and in which order (`origin.query_sort`).
 //!
 //! The cache key and the origin request are made from the one filtered
 //! target, so what is stored under a key is always what the origin was
@@ -6,7 +7,8 @@
 //! (no parameter cloaking, catalogue S02). Content-addressed assets rarely
 //! need a query; with `none`, cache-busting strings (`?v=3`, `?_=<random>`)
 //! all hit the one stored object instead of each filling the cache with a
-//! copy and the origin with a request (catalogue S30).
+//! copy and the origin with a request (catalogue S30). Sorting does the
+//! same for the orders one set of parameters can be written in.
 
 use std::fmt;
 
@@ -63,30 +65,47 @@ impl QueryParams {
         }
         Ok(QueryParams::Keep(names.to_vec()))
     }
+}
 
-    /// The origin-form target with only the parameters this policy keeps;
-    /// `?` goes when none is left. The default policy returns `target` as is.
+/// A site's whole query policy: which parameters, and whether they are
+/// put in name order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryPolicy {
+    pub params: QueryParams,
+    /// Parameters sorted by name, byte for byte as sent; a name's values
+    /// keep their order (`?b=1&a=2&a=1` is `?a=2&a=1&b=1`), since an origin
+    /// may read them as a list. Empty parameters (`&&`) are dropped.
+    pub sort: bool,
+}
+
+impl QueryPolicy {
+    /// The origin-form target with only the parameters this policy keeps,
+    /// in its order; `?` goes when none is left. The default policy returns
+    /// `target` as is.
     pub fn apply(&self, target: String) -> String {
         // The default first: no scan of the target on every request.
-        if *self == QueryParams::All {
+        if self.params == QueryParams::All && !self.sort {
             return target;
         }
         let Some((path, query)) = target.split_once('?') else { return target };
-        match self {
-            QueryParams::All => target,
-            QueryParams::None => path.to_owned(),
+        let mut kept: Vec<&str> = match &self.params {
+            QueryParams::None => return path.to_owned(),
+            QueryParams::All => query.split('&').filter(|param| !param.is_empty()).collect(),
             QueryParams::Keep(names) => {
-                let kept: Vec<&str> = query
-                    .split('&')
-                    .filter(|param| {
-                        let name = param.split_once('=').map_or(*param, |(name, _)| name);
-                        names.iter().any(|keep| keep == name)
-                    })
-                    .collect();
-                if kept.is_empty() { path.to_owned() } else { format!("{path}?{}", kept.join("&")) }
+                query.split('&').filter(|param| names.iter().any(|keep| keep == param_name(param))).collect()
             }
+        };
+        if self.sort {
+            // Stable: equal names keep the order they were sent in.
+            kept.sort_by(|a, b| param_name(a).cmp(param_name(b)));
         }
+        if kept.is_empty() { path.to_owned() } else { format!("{path}?{}", kept.join("&")) }
     }
+}
+
+/// `v` of `v=1`, and of `v` alone.
+fn param_name(param: &str) -> &str {
+    param.split_once('=').map_or(param, |(name, _)| name)
 }
 
 #[cfg(test)]
@@ -97,9 +116,16 @@ mod tests {
         QueryParams::parse_names(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap()
     }
 
+    fn apply(params: &QueryParams, target: &str) -> String {
+        QueryPolicy { params: params.clone(), sort: false }.apply(target.to_owned())
+    }
+
+    fn sorted(params: &QueryParams, target: &str) -> String {
+        QueryPolicy { params: params.clone(), sort: true }.apply(target.to_owned())
+    }
+
     #[test]
     fn each_policy_filters_the_target() {
-        let apply = |policy: &QueryParams, target: &str| policy.apply(target.to_owned());
         assert_eq!(apply(&QueryParams::All, "/a.js?v=1&_=2"), "/a.js?v=1&_=2");
         assert_eq!(apply(&QueryParams::None, "/a.js?v=1&_=2"), "/a.js");
         assert_eq!(apply(&QueryParams::None, "/a.js?"), "/a.js");
@@ -111,6 +137,21 @@ mod tests {
         assert_eq!(apply(&v, "/a.js?v=1;_=2"), "/a.js?v=1;_=2", "only & separates: what is kept is what is sent");
         assert_eq!(apply(&v, "/a.js?%76=1"), "/a.js", "an encoded name is another name");
         assert_eq!(apply(&v, "/p/q"), "/p/q");
+    }
+
+    #[test]
+    fn sorting_orders_parameters_by_name_and_keeps_each_names_values_in_order() {
+        let all = QueryParams::All;
+        assert_eq!(sorted(&all, "/a?v=1&b=2&a=3"), "/a?a=3&b=2&v=1");
+        assert_eq!(sorted(&all, "/a?b=2&a=3&v=1"), sorted(&all, "/a?v=1&a=3&b=2"), "one key for every order");
+        assert_eq!(sorted(&all, "/a?x=2&a&x=1"), "/a?a&x=2&x=1", "a name's values in the order sent");
+        assert_eq!(sorted(&all, "/a?b&&a=1&"), "/a?a=1&b", "empty parameters dropped");
+        assert_eq!(sorted(&all, "/a?&&"), "/a");
+        assert_eq!(sorted(&all, "/a?B=1&a=1&%61=1"), "/a?%61=1&B=1&a=1", "bytes as sent: no decoding, no case folding");
+        assert_eq!(sorted(&all, "/a/b"), "/a/b");
+        assert_eq!(sorted(&keep(&["v", "lang"]), "/a?v=1&_=2&lang=de"), "/a?lang=de&v=1", "filtered, then sorted");
+        assert_eq!(sorted(&QueryParams::None, "/a?v=1"), "/a");
+        assert_eq!(apply(&all, "/a?v=1&&b=2&a=3"), "/a?v=1&&b=2&a=3", "unsorted, the default leaves the query as is");
     }
 
     #[test]

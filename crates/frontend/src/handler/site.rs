@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::forward::ForwardHeaders;
 use crate::handler::HandlerConfig;
-use crate::query::QueryParams;
+use crate::query::QueryPolicy;
 use crate::upstream::Upstream;
 
 /// A site: the host names it answers for and the origin group behind them.
@@ -19,8 +19,8 @@ pub struct Site {
     pub upstream: Arc<dyn Upstream>,
     /// Which client fields reach this site's origin.
     pub forward: ForwardHeaders,
-    /// Which query parameters are keyed and reach the origin.
-    pub query: QueryParams,
+    /// Which query parameters are keyed and reach the origin, in which order.
+    pub query: QueryPolicy,
 }
 
 impl Site {

@@ -13,15 +13,15 @@ use holdfast_cache::{DiskConfig, StoreConfig};
 use holdfast_frontend::connections::ConnectionLimits;
 use holdfast_frontend::h3::{AddressValidation, H3Config};
 use holdfast_frontend::tls::CertFiles;
-use holdfast_frontend::{ForwardHeaders, HandlerConfig, QueryParams, ServerConfig};
+use holdfast_frontend::{ForwardHeaders, HandlerConfig, QueryPolicy, ServerConfig};
 use http::Method;
 use http::header::{self, HeaderName};
 
 use super::origin::{check_hosts, lowercase, origin_config};
-use super::values::QueryParamsValue;
+
 use super::{
     AdminToken, CertSection, DEFAULT_LISTEN, Environment, FileConfig, H3AddressValidation, NodeConfig, OriginEntry,
-    Overrides, SiteConfig, TlsConfig, relative_to,
+    OriginSection, Overrides, SiteConfig, TlsConfig, relative_to,
 };
 use crate::access_log::Destination;
 
@@ -112,14 +112,14 @@ impl NodeConfig {
             let origin = origin_config(&site.origin, base, source, &format!("{key}.origin"))?;
             let name = site.name.clone().unwrap_or_else(|| site.hosts[0].clone());
             let forward = forward_headers(&site.origin.forward_headers, source, &format!("{key}.origin"))?;
-            let query = query_params(&site.origin.query_params, source, &format!("{key}.origin"))?;
+            let query = query_policy(&site.origin, source, &format!("{key}.origin"))?;
             sites.push(SiteConfig { name, hosts: lowercase(&site.hosts), origin, forward, query });
         }
         if !file.origin.urls.is_empty() {
             check_hosts(&file.server.hosts, source, "server.hosts")?;
             let origin = origin_config(&file.origin, base, source, "origin")?;
             let forward = forward_headers(&file.origin.forward_headers, source, "origin")?;
-            let query = query_params(&file.origin.query_params, source, "origin")?;
+            let query = query_policy(&file.origin, source, "origin")?;
             let hosts = lowercase(&file.server.hosts);
             sites.push(SiteConfig { name: "default".into(), hosts, origin, forward, query });
         }
@@ -229,9 +229,11 @@ fn forward_headers(names: &[String], source: &str, key: &str) -> anyhow::Result<
     ForwardHeaders::parse(names).map_err(|e| anyhow::anyhow!("{source}: {key}.forward_headers: {e}"))
 }
 
-/// `{key}.query_params`: which query parameters are keyed and forwarded.
-fn query_params(value: &QueryParamsValue, source: &str, key: &str) -> anyhow::Result<QueryParams> {
-    value.parse().map_err(|e| anyhow::anyhow!("{source}: {key}.query_params: {e}"))
+/// `{key}.query_params` and `{key}.query_sort`: which query parameters are
+/// keyed and forwarded, in which order.
+fn query_policy(origin: &OriginSection, source: &str, key: &str) -> anyhow::Result<QueryPolicy> {
+    let params = origin.query_params.parse().map_err(|e| anyhow::anyhow!("{source}: {key}.query_params: {e}"))?;
+    Ok(QueryPolicy { params, sort: origin.query_sort })
 }
 
 /// How responses are judged: `cache.targeted_cache_control` (field names,

@@ -407,6 +407,9 @@ pub struct OriginSection {
     /// Query parameters in the cache key and the origin request: "all",
     /// "none", or a list of names.
     pub query_params: QueryParamsValue,
+    /// Those parameters sorted by name, for the key and the origin request
+    /// alike, so one set written in several orders is one object.
+    pub query_sort: bool,
 }
 
 impl Default for OriginSection {
@@ -437,6 +440,7 @@ impl Default for OriginSection {
             max_connections: holdfast_origin::DEFAULT_MAX_CONNECTIONS,
             forward_headers: Vec::new(),
             query_params: QueryParamsValue::default(),
+            query_sort: false,
         }
     }
 }

@@ -23,7 +23,7 @@ use holdfast_cache::{DiskConfig, StoreConfig};
 use holdfast_frontend::connections::ConnectionLimits;
 use holdfast_frontend::h3::H3Config;
 use holdfast_frontend::tls::CertFiles;
-use holdfast_frontend::{ForwardHeaders, HandlerConfig, QueryParams, ServerConfig};
+use holdfast_frontend::{ForwardHeaders, HandlerConfig, QueryPolicy, ServerConfig};
 use holdfast_origin::OriginConfig;
 
 pub use env::Environment;
@@ -84,8 +84,9 @@ pub struct SiteConfig {
     pub origin: OriginConfig,
     /// Client fields forwarded to the origin (`origin.forward_headers`).
     pub forward: ForwardHeaders,
-    /// Query parameters keyed and forwarded (`origin.query_params`).
-    pub query: QueryParams,
+    /// Query parameters keyed and forwarded (`origin.query_params`), and
+    /// their order (`origin.query_sort`).
+    pub query: QueryPolicy,
 }
 
 /// Everything the node needs, typed and checked.

@@ -44,7 +44,13 @@ fn bad_values_name_the_key() {
         parse("[origin]\nurls = [\"http://127.0.0.1:1\"]\nquery_params = [\"v\", \"a=b\"]\n").unwrap_err().to_string();
     assert!(error.contains("t.toml: origin.query_params") && error.contains("\"a=b\""), "{error}");
     let config = parse("[origin]\nurls = [\"http://127.0.0.1:1\"]\nquery_params = [\"v\"]\n").unwrap();
-    assert_eq!(config.sites[0].query, holdfast_frontend::QueryParams::Keep(vec!["v".into()]));
+    let keep_v = holdfast_frontend::QueryParams::Keep(vec!["v".into()]);
+    assert_eq!(config.sites[0].query, holdfast_frontend::QueryPolicy { params: keep_v.clone(), sort: false });
+    let config =
+        parse("[origin]\nurls = [\"http://127.0.0.1:1\"]\nquery_params = [\"v\"]\nquery_sort = true\n").unwrap();
+    assert_eq!(config.sites[0].query, holdfast_frontend::QueryPolicy { params: keep_v, sort: true });
+    let error = parse("[origin]\nurls = [\"http://127.0.0.1:1\"]\nquery_sort = \"yes\"\n").unwrap_err().to_string();
+    assert!(error.contains("t.toml") && error.contains("query_sort"), "{error}");
 }
 
 #[test]
