@@ -362,12 +362,14 @@ impl Inflight {
         fills.insert(key, Arc::clone(&fill));
         drop(fills);
         let job = start();
+        let registration = Some((Arc::clone(self), key));
         // Boxed: the fill's future is kilobytes, and a task's future is
-        // moved when it is spawned and when it finishes.
-        let run = job.run(fill, Some((Arc::clone(self), key)));
+        // moved when it is spawned and when it finishes. It is made inside
+        // the box, on its first poll: made here, it would be copied into
+        // this block and then into the box.
         tokio::spawn(Box::pin(async move {
             let _permit = permit;
-            run.await
+            job.run(fill, registration).await
         }));
         Ok((reader, true))
     }
@@ -377,7 +379,7 @@ impl Inflight {
     pub(crate) fn start_alone(&self, job: FillJob) -> FillReader {
         let fill = Fill::new(&self.budget);
         let reader = fill.join().expect("a new fill accepts readers");
-        tokio::spawn(Box::pin(job.run(fill, None)));
+        tokio::spawn(Box::pin(async move { job.run(fill, None).await }));
         reader
     }
 
