@@ -19,6 +19,8 @@ pub(super) fn invalidated_keys(request: &ClientRequest, response: &HeaderMap) ->
         let path = same_host_path(reference, &request.host, &request.path_and_query);
         paths.extend(path.map(|path| query.apply(path)));
     }
+    // The target may also be what Content-Location names.
+    paths.sort_unstable();
     paths.dedup();
     paths
         .iter()
@@ -31,14 +33,15 @@ pub(super) fn invalidated_keys(request: &ClientRequest, response: &HeaderMap) ->
 /// unusable reference.
 fn same_host_path(reference: &str, host: &str, base: &str) -> Option<String> {
     let reference = reference.trim().split('#').next()?;
-    if let Some((scheme, rest)) = reference.split_once("://") {
-        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-            return None;
+    // Absolute (`http://host/p`) or network-path (`//host/p`): an authority first.
+    let after_scheme = match reference.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+            Some(rest)
         }
-        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-        return (normalize_host(authority)? == host).then(|| path.to_owned());
-    }
-    if let Some(rest) = reference.strip_prefix("//") {
+        Some(_) => return None,
+        None => reference.strip_prefix("//"),
+    };
+    if let Some(rest) = after_scheme {
         let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
         return (normalize_host(authority)? == host).then(|| path.to_owned());
     }
